@@ -1,0 +1,179 @@
+"""One interface over every family of google-auth credentials.
+
+google-auth has three kinds of credentials, each with its own calling
+convention: the legacy async ones (``google.auth._credentials_async`` and
+friends, whose ``before_request`` and usually ``refresh`` are coroutines), the
+newer ``google.auth.aio.credentials`` (which expect ``google.auth.aio``
+transports), and the sync ``google.auth.credentials.Credentials``. The auth
+flow in :mod:`google_auth_aiohttp._middleware` talks to all of them through
+:class:`CredentialsAdapter`, made by :func:`adapt_credentials`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import MutableMapping
+from typing import Any
+
+import aiohttp
+from google.auth import credentials as sync_credentials
+from google.auth import jwt
+
+from google_auth_aiohttp._transport import refresh_transport
+
+try:
+    from google.auth.aio import credentials as aio_credentials
+except ImportError:  # google-auth older than the aio package
+    aio_credentials = None
+
+# Credentials whose refresh() can never yield a new token: a rejected request
+# is returned as it is rather than failing with "cannot be refreshed".
+_NEVER_REFRESH: tuple[type, ...] = (
+    sync_credentials.AnonymousCredentials,
+    jwt.OnDemandCredentials,
+)
+if aio_credentials is not None:
+    _NEVER_REFRESH += (
+        aio_credentials.StaticCredentials,
+        aio_credentials.AnonymousCredentials,
+    )
+
+
+class CredentialsAdapter:
+    """The auth flow's view of one credentials object.
+
+    Subclasses adapt one family. The flow asks three things: whether it must
+    wait for a refresh before sending (:meth:`needs_refresh`), to refresh
+    (:meth:`refresh`, which the flow makes sure runs once for all waiters), and
+    to put the credentials' headers on a request (:meth:`apply`).
+
+    Args:
+        credentials (Any): The google-auth credentials to adapt.
+    """
+
+    __slots__ = ("can_refresh", "credentials")
+
+    def __init__(self, credentials: Any) -> None:
+        self.credentials = credentials
+        #: Whether refreshing can produce a new token. When it cannot, a
+        #: rejected request's response is returned to the caller as it is.
+        self.can_refresh = not isinstance(credentials, _NEVER_REFRESH)
+
+    @property
+    def token(self) -> Any:
+        """The token the credentials hold now (compared, never logged)."""
+        return self.credentials.token
+
+    def needs_refresh(self) -> bool:
+        """Return True if the token is missing or expired."""
+        return not self.credentials.valid
+
+    def transport_for(self, session: aiohttp.ClientSession) -> Any:
+        """Return the request object this family refreshes with, over ``session``."""
+        return refresh_transport(session)
+
+    async def refresh(self, request: Any) -> None:
+        """Refresh the credentials now, whatever their state."""
+        raise NotImplementedError
+
+    async def apply(
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+    ) -> None:
+        """Add the credentials' headers (token, quota project, …) to ``headers``."""
+        raise NotImplementedError
+
+
+class LegacyAsyncAdapter(CredentialsAdapter):
+    """Credentials whose ``before_request`` is a coroutine.
+
+    These are google-auth's first async credentials
+    (``google.auth._credentials_async``, ``google.oauth2._credentials_async``,
+    ``google.oauth2._service_account_async``, ``google.auth._jwt_async``);
+    their ``refresh`` may be a coroutine or, for self-signed JWTs, a plain call.
+    """
+
+    __slots__ = ()
+
+    async def refresh(self, request: Any) -> None:
+        """Refresh the credentials now, whatever their state."""
+        result = self.credentials.refresh(request)
+        if inspect.isawaitable(result):
+            await result
+
+    async def apply(
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+    ) -> None:
+        """Add the credentials' headers to ``headers``."""
+        await self.credentials.before_request(request, method, url, headers)
+
+
+class AioAdapter(CredentialsAdapter):
+    """``google.auth.aio.credentials.Credentials``.
+
+    They refresh through a ``google.auth.aio`` transport, whose responses have
+    another shape than google-auth's classic ones, so refreshes go through
+    google-auth's own aio aiohttp ``Request`` over the same session.
+    """
+
+    __slots__ = ()
+
+    def needs_refresh(self) -> bool:
+        """Return True if refreshable credentials hold no token yet."""
+        return self.can_refresh and self.credentials.token is None
+
+    def transport_for(self, session: aiohttp.ClientSession) -> Any:
+        """Return google-auth's aio aiohttp Request over ``session``."""
+        from google.auth.aio.transport import aiohttp as aio_transport
+
+        # Skip the session's middlewares, as refresh_transport() does.
+        return functools.partial(
+            aio_transport.Request(session), middlewares=(), raise_for_status=False
+        )
+
+    async def refresh(self, request: Any) -> None:
+        """Refresh the credentials now."""
+        await self.credentials.refresh(request)
+
+    async def apply(
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+    ) -> None:
+        """Add the credentials' headers to ``headers``."""
+        await self.credentials.before_request(request, method, url, headers)
+
+
+def _is_legacy_async(credentials: Any) -> bool:
+    before_request = getattr(type(credentials), "before_request", None)
+    return inspect.iscoroutinefunction(before_request)
+
+
+def adapt_credentials(credentials: Any) -> CredentialsAdapter:
+    """Return the adapter for ``credentials``' family.
+
+    Args:
+        credentials (Any): google-auth credentials of any family.
+
+    Returns:
+        CredentialsAdapter: The adapter the auth flow uses.
+
+    Raises:
+        TypeError: If ``credentials`` are not google-auth credentials.
+    """
+    if aio_credentials is not None and isinstance(
+        credentials, aio_credentials.Credentials
+    ):
+        return AioAdapter(credentials)
+    if isinstance(credentials, sync_credentials.Credentials):
+        if _is_legacy_async(credentials):
+            return LegacyAsyncAdapter(credentials)
+        raise TypeError(
+            f"{type(credentials).__module__}.{type(credentials).__qualname__} are "
+            "sync credentials, which this version does not support yet; use the "
+            "async credentials of google.oauth2._service_account_async or "
+            "google.auth.aio."
+        )
+    raise TypeError(
+        "credentials must be google-auth credentials (google.auth.credentials."
+        "Credentials, the async ones in google.auth._credentials_async, or "
+        f"google.auth.aio.credentials.Credentials), not {type(credentials).__name__}."
+    )

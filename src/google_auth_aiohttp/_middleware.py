@@ -1,0 +1,244 @@
+"""The auth flow, as an aiohttp client middleware: :class:`AuthMiddleware`.
+
+This is the one place where requests are authorized. :class:`AuthorizedSession`
+installs an :class:`AuthMiddleware` as its first middleware; users of a plain
+``aiohttp.ClientSession`` install one themselves. For each request the flow:
+
+1. leaves it alone if it is a redirect to another origin than the one the
+   caller asked for (aiohttp runs middlewares again on every redirect hop);
+2. waits for a shared refresh if the token is missing or expired;
+3. puts the credentials' headers on the request (aiohttp has already copied
+   the caller's headers into it, so the caller's object is never touched);
+4. sends it, and on a status in ``refresh_status_codes`` releases the
+   response, refreshes once for all concurrent callers, and sends it again,
+   with the same body, up to ``max_refresh_attempts`` times. A body that
+   cannot be read twice is never re-sent: the response is returned as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from contextvars import ContextVar
+from typing import Any
+
+import aiohttp
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from google.auth import transport as google_transport
+from yarl import URL
+
+from google_auth_aiohttp._credentials import adapt_credentials
+from google_auth_aiohttp._logging import LOGGER, safe_url
+from google_auth_aiohttp._refresh import shared_refresh_for
+
+DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
+    google_transport.DEFAULT_REFRESH_STATUS_CODES
+)
+DEFAULT_MAX_REFRESH_ATTEMPTS: int = google_transport.DEFAULT_MAX_REFRESH_ATTEMPTS
+
+_REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
+
+# Set when a response is a redirect: (URL of the next hop without its query,
+# origin the caller asked for). aiohttp follows the redirect in the same task,
+# so the next call of the middleware there can tell that it is that hop.
+_pending_redirect: ContextVar[tuple[URL, URL] | None] = ContextVar(
+    "google_auth_aiohttp_pending_redirect", default=None
+)
+
+
+class AuthMiddleware:
+    """An aiohttp client middleware that authorizes requests with credentials.
+
+    It gives a plain :class:`aiohttp.ClientSession` what
+    :class:`AuthorizedSession` does::
+
+        import aiohttp
+        from google_auth_aiohttp import AuthMiddleware
+
+        auth = AuthMiddleware(credentials)
+        async with aiohttp.ClientSession(middlewares=[auth]) as session:
+            async with session.get(url) as response:
+                ...
+
+    Token requests go through the session that made the request (its
+    connector, proxy and SSL settings), skipping its middlewares, unless
+    ``auth_request`` is given. The credentials' headers are only sent to the
+    origin the caller asked for, never to another origin a server redirects to.
+
+    Args:
+        credentials (Any): google-auth credentials of any family.
+        refresh_status_codes (Collection[int]): Statuses that make the
+            credentials refresh and the request be sent again.
+        max_refresh_attempts (int): How many times a request is sent again
+            after a refresh.
+        refresh_timeout (Optional[float]): Seconds a refresh may take.
+        auth_request (Optional[Callable]): The transport refreshes use, for
+            example a :class:`google_auth_aiohttp.Request`.
+
+    Raises:
+        TypeError: If ``credentials`` are not google-auth credentials.
+        ValueError: If ``max_refresh_attempts`` or ``refresh_timeout`` is
+            negative.
+    """
+
+    __slots__ = (
+        "_adapter",
+        "_auth_request",
+        "_last_session",
+        "_last_transport",
+        "_max_refresh_attempts",
+        "_refresh_status_codes",
+        "_refresh_timeout",
+        "_shared_refresh",
+    )
+
+    def __init__(
+        self,
+        credentials: Any,
+        *,
+        refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
+        max_refresh_attempts: int = DEFAULT_MAX_REFRESH_ATTEMPTS,
+        refresh_timeout: float | None = None,
+        auth_request: Any = None,
+    ) -> None:
+        self._adapter = adapt_credentials(credentials)
+        if isinstance(max_refresh_attempts, bool) or not isinstance(
+            max_refresh_attempts, int
+        ):
+            raise TypeError(
+                "max_refresh_attempts must be an int, not "
+                f"{type(max_refresh_attempts).__name__}."
+            )
+        if max_refresh_attempts < 0:
+            raise ValueError(
+                f"max_refresh_attempts must be 0 or more, not {max_refresh_attempts}."
+            )
+        if refresh_timeout is not None and refresh_timeout < 0:
+            raise ValueError(
+                f"refresh_timeout must be None or 0 or more, not {refresh_timeout}."
+            )
+        if auth_request is not None and not callable(auth_request):
+            raise TypeError(
+                "auth_request must be a callable transport such as "
+                f"google_auth_aiohttp.Request, not {type(auth_request).__name__}."
+            )
+        self._refresh_status_codes = frozenset(refresh_status_codes)
+        self._max_refresh_attempts = max_refresh_attempts
+        self._refresh_timeout = refresh_timeout
+        self._auth_request = auth_request
+        self._shared_refresh = shared_refresh_for(credentials)
+        self._last_session: aiohttp.ClientSession | None = None
+        self._last_transport: Any = None
+
+    @property
+    def credentials(self) -> Any:
+        """The credentials this middleware authorizes requests with."""
+        return self._adapter.credentials
+
+    def _transport(self, session: aiohttp.ClientSession) -> Any:
+        if self._auth_request is not None:
+            return self._auth_request
+        # Made once per session: a middleware usually serves a single one.
+        if session is not self._last_session:
+            self._last_transport = self._adapter.transport_for(session)
+            self._last_session = session
+        return self._last_transport
+
+    async def __call__(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> ClientResponse:
+        """Authorize ``request``, send it, and refresh and re-send it if rejected."""
+        url = request.url
+        asked_origin: URL | None = None  # None: the request's own origin
+        pending = _pending_redirect.get()
+        if pending is not None:
+            _pending_redirect.set(None)
+            next_hop, from_origin = pending
+            if url.with_query(None) == next_hop:
+                asked_origin = from_origin
+                if url.origin() != asked_origin:
+                    LOGGER.debug(
+                        "Not authorizing %s: redirected there from %s.",
+                        safe_url(url),
+                        asked_origin,
+                    )
+                    response = await handler(request)
+                    return _note_redirect(response, asked_origin)
+
+        _decode_bytes_headers(request)
+        adapter = self._adapter
+        transport = self._transport(request.session)
+        method = request.method
+        url_str = str(url)
+        if adapter.needs_refresh():
+            await self._shared_refresh.run(adapter, transport, self._refresh_timeout)
+        await adapter.apply(transport, method, url_str, request.headers)
+        sent_token = adapter.token
+        response = await handler(request)
+
+        attempt = 0
+        while (
+            response.status in self._refresh_status_codes
+            and attempt < self._max_refresh_attempts
+            and adapter.can_refresh
+        ):
+            if getattr(request.body, "consumed", False):
+                LOGGER.debug(
+                    "Not re-sending %s %s after a %s: its body cannot be read "
+                    "twice.",
+                    method,
+                    safe_url(url),
+                    response.status,
+                )
+                break
+            attempt += 1
+            LOGGER.debug(
+                "Refreshing credentials after a %s from %s %s (attempt %d of %d).",
+                response.status,
+                method,
+                safe_url(url),
+                attempt,
+                self._max_refresh_attempts,
+            )
+            response.release()
+            await self._shared_refresh.run(
+                adapter, transport, self._refresh_timeout, rejected_token=sent_token
+            )
+            await adapter.apply(transport, method, url_str, request.headers)
+            sent_token = adapter.token
+            response = await handler(request)
+
+        if LOGGER.isEnabledFor(logging.DEBUG):
+            LOGGER.debug("%s %s -> %s", method, safe_url(url), response.status)
+        if response.status in _REDIRECT_STATUSES:
+            return _note_redirect(response, asked_origin or url.origin())
+        return response
+
+
+def _note_redirect(response: ClientResponse, asked_origin: URL) -> ClientResponse:
+    location = response.headers.get("Location") or response.headers.get("URI")
+    if response.status in _REDIRECT_STATUSES and location:
+        try:
+            next_hop = response.url.join(URL(location))
+        except ValueError:  # aiohttp rejects it and follows nothing
+            return response
+        next_hop = next_hop.with_query(None).with_fragment(None)
+        _pending_redirect.set((next_hop, asked_origin))
+    return response
+
+
+def _decode_bytes_headers(request: ClientRequest) -> None:
+    # google-resumable-media and others pass bytes values, which aiohttp
+    # cannot serialize; decode them, as google-auth's transport did.
+    headers = request.headers
+    for value in headers.values():
+        if type(value) is bytes:
+            break
+    else:
+        return
+    items = [
+        (key, value.decode("utf-8") if type(value) is bytes else value)
+        for key, value in headers.items()
+    ]
+    headers.clear()
+    headers.extend(items)

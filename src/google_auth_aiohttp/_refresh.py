@@ -1,0 +1,123 @@
+"""A refresh shared by everyone who needs one: :class:`SharedRefresh`.
+
+When a token expires or is revoked, every request in flight finds out at about
+the same time. They must not each ask the token endpoint for a new one: the
+first starts a refresh in a task of its own, the others wait for that task,
+and a caller that is cancelled (or hits its deadline) stops waiting without
+cancelling the refresh the others still need. A failure reaches every waiter
+and is forgotten, so the next call tries again.
+
+There is one :class:`SharedRefresh` per credentials object, whichever sessions
+and middlewares use it (:func:`shared_refresh_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+from google.auth import exceptions
+
+from google_auth_aiohttp._credentials import CredentialsAdapter
+from google_auth_aiohttp._logging import LOGGER
+
+_UNSET: Any = object()
+
+
+class SharedRefresh:
+    """Single-flight refreshes of one credentials object."""
+
+    __slots__ = ("__weakref__", "_task")
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def run(
+        self,
+        adapter: CredentialsAdapter,
+        request: Any,
+        timeout: float | None,
+        rejected_token: Any = _UNSET,
+    ) -> None:
+        """Wait until the credentials have been refreshed once.
+
+        Joins the refresh in progress, if any; otherwise starts one.
+
+        Args:
+            adapter (CredentialsAdapter): The credentials to refresh.
+            request (Any): The transport the refresh uses, if this call starts it.
+            timeout (Optional[float]): Seconds the refresh may take, if this call
+                starts it.
+            rejected_token (Any): The token a server just rejected. If the
+                credentials already hold another one, somebody refreshed since
+                and no new refresh is started.
+
+        Raises:
+            google.auth.exceptions.RefreshError: If the refresh failed.
+            google.auth.exceptions.TransportError: If the token endpoint could not
+                be reached or the refresh took longer than ``timeout``.
+        """
+        task = self._task
+        loop = asyncio.get_running_loop()
+        if task is None or task.get_loop() is not loop:
+            if rejected_token is not _UNSET and adapter.token != rejected_token:
+                return
+            task = loop.create_task(self._refresh(adapter, request, timeout))
+            # A credentials object used from two event loops at once shares
+            # refreshes only within each loop.
+            if self._task is None:
+                self._task = task
+                task.add_done_callback(self._forget)
+            else:
+                task.add_done_callback(_retrieve)
+        # shield(): a waiter that is cancelled must not cancel the refresh.
+        await asyncio.shield(task)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:
+            self._task = None
+        _retrieve(task)
+
+    @staticmethod
+    async def _refresh(
+        adapter: CredentialsAdapter, request: Any, timeout: float | None
+    ) -> None:
+        LOGGER.debug("Refreshing %s.", type(adapter.credentials).__name__)
+        try:
+            async with asyncio.timeout(timeout):
+                await adapter.refresh(request)
+        except TimeoutError as caught:
+            raise exceptions.TransportError(
+                f"Refreshing {type(adapter.credentials).__name__} took longer "
+                f"than refresh_timeout={timeout}s."
+            ) from caught
+        LOGGER.debug("Refreshed %s.", type(adapter.credentials).__name__)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    # Every waiter may have left; mark the outcome as seen so that asyncio does
+    # not log "Task exception was never retrieved" for a failure they all skipped.
+    if not task.cancelled():
+        task.exception()
+
+
+_SHARED: weakref.WeakKeyDictionary[Any, SharedRefresh] = weakref.WeakKeyDictionary()
+
+
+def shared_refresh_for(credentials: Any) -> SharedRefresh:
+    """Return the :class:`SharedRefresh` of ``credentials``, made on first use.
+
+    Args:
+        credentials (Any): A credentials object (held weakly).
+
+    Returns:
+        SharedRefresh: The same object for every caller with these credentials.
+    """
+    try:
+        shared = _SHARED.get(credentials)
+        if shared is None:
+            shared = _SHARED[credentials] = SharedRefresh()
+    except TypeError:  # not weak-referenceable or not hashable: share per user
+        shared = SharedRefresh()
+    return shared

@@ -1,0 +1,252 @@
+""":class:`AuthorizedSession`: an :class:`aiohttp.ClientSession` with credentials.
+
+It is a ``ClientSession`` whose first middleware is an
+:class:`~google_auth_aiohttp.AuthMiddleware` (where all the auth flow lives),
+with google-auth's ``AuthorizedSession`` constructor and ``request()``
+signature on top: ``max_allowed_time``, the 180-second default ``timeout`` and
+per-request ``auto_decompress``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Collection, Coroutine
+from typing import Any
+
+import aiohttp
+from aiohttp.client import _RequestContextManager
+from yarl import URL
+
+from google_auth_aiohttp._logging import safe_url
+from google_auth_aiohttp._middleware import (
+    DEFAULT_MAX_REFRESH_ATTEMPTS,
+    DEFAULT_REFRESH_STATUS_CODES,
+    AuthMiddleware,
+)
+from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT
+
+# aiohttp discourages subclassing ClientSession because its internals change;
+# this class overrides only public methods, so the warning is silenced for
+# this one definition.
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore",
+        message="Inheritance class AuthorizedSession from ClientSession is discouraged",
+        category=DeprecationWarning,
+    )
+
+    class AuthorizedSession(aiohttp.ClientSession):
+        """An :class:`aiohttp.ClientSession` that authorizes every request.
+
+        Every request method (``request``, ``get``, ``post``, ``put``,
+        ``patch``, ``delete``, ``head``, ``options``) and ``ws_connect`` carries
+        the credentials' headers; a request rejected with a status in
+        ``refresh_status_codes`` is sent again after one refresh shared by all
+        concurrent requests. Each call can be awaited or used as an async
+        context manager, as with ``ClientSession``::
+
+            from google_auth_aiohttp import AuthorizedSession
+
+            async with AuthorizedSession(credentials) as session:
+                async with session.get(
+                    "https://storage.googleapis.com/storage/v1/b?project=p"
+                ) as response:
+                    buckets = await response.json()
+
+        Args:
+            credentials (Any): google-auth credentials of any family.
+            refresh_status_codes (Collection[int]): Statuses that make the
+                credentials refresh and the request be sent again.
+            max_refresh_attempts (int): How many times a request is sent again
+                after a refresh.
+            refresh_timeout (Optional[float]): Seconds a refresh may take.
+            auth_request (Optional[Callable]): The transport refreshes use. By
+                default they go through this session (its connector, proxy,
+                ``trust_env`` and SSL settings), skipping its middlewares.
+            auto_decompress (bool): Whether response bodies are decompressed by
+                default. False, as in google-auth's aiohttp transport.
+            kwargs: Passed to :class:`aiohttp.ClientSession`. A ``middlewares``
+                sequence runs after the auth middleware.
+
+        Raises:
+            TypeError: If ``credentials`` are not google-auth credentials.
+            ValueError: If ``max_refresh_attempts`` or ``refresh_timeout`` is
+                negative.
+        """
+
+        ATTRS = aiohttp.ClientSession.ATTRS | frozenset(
+            ("_auth", "_default_request_timeout")
+        )
+
+        def __init__(
+            self,
+            credentials: Any,
+            refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
+            max_refresh_attempts: int = DEFAULT_MAX_REFRESH_ATTEMPTS,
+            refresh_timeout: float | None = None,
+            auth_request: Any = None,
+            auto_decompress: bool = False,
+            **kwargs: Any,
+        ) -> None:
+            # Built before the ClientSession so that bad arguments leave no
+            # unclosed session behind.
+            auth = AuthMiddleware(
+                credentials,
+                refresh_status_codes=refresh_status_codes,
+                max_refresh_attempts=max_refresh_attempts,
+                refresh_timeout=refresh_timeout,
+                auth_request=auth_request,
+            )
+            middlewares = (auth, *kwargs.pop("middlewares", ()))
+            super().__init__(
+                auto_decompress=auto_decompress, middlewares=middlewares, **kwargs
+            )
+            self._auth = auth
+            # google-auth's request() defaults to 180 s; a timeout given to the
+            # session itself is taken as the caller's wish instead.
+            self._default_request_timeout: Any = kwargs.get(
+                "timeout", _DEFAULT_TIMEOUT
+            )
+
+        @property
+        def credentials(self) -> Any:
+            """The credentials requests are authorized with."""
+            return self._auth.credentials
+
+        def request(  # type: ignore[override]
+            self,
+            method: str,
+            url: str | URL,
+            data: Any = None,
+            headers: Any = None,
+            max_allowed_time: float | None = None,
+            timeout: float | aiohttp.ClientTimeout | None = _DEFAULT_TIMEOUT,
+            auto_decompress: bool | None = None,
+            **kwargs: Any,
+        ) -> _RequestContextManager:
+            """Send an authorized request.
+
+            Args:
+                method (str): The HTTP method.
+                url (Union[str, yarl.URL]): The URL.
+                data (Any): The body: bytes, str, a form dict, a file object…
+                    Anything but an async iterator or an unseekable stream can be
+                    sent again after a refresh.
+                headers (Optional[Mapping[str, Union[str, bytes]]]): Headers;
+                    bytes values are decoded as UTF-8. The mapping is not changed.
+                max_allowed_time (Optional[float]): Seconds the whole call may
+                    take: waiting for credentials, refreshes and every attempt.
+                    When they pass, :class:`TimeoutError` is raised at once.
+                timeout (Union[float, aiohttp.ClientTimeout, None]): aiohttp's
+                    timeout for the call. Defaults to 180 s, or to the session's
+                    own ``timeout`` if one was given.
+                auto_decompress (Optional[bool]): Whether to decompress this
+                    response's body; defaults to the session's setting.
+                kwargs: Passed to :meth:`aiohttp.ClientSession.request`.
+
+            Returns:
+                aiohttp.client._RequestContextManager: Await it for the
+                :class:`aiohttp.ClientResponse`, or use it with ``async with``.
+
+            Raises:
+                RuntimeError: If the session is closed.
+                ValueError: If ``max_allowed_time`` is negative.
+            """
+            if self.closed:
+                raise RuntimeError(
+                    f"Cannot send {method} {safe_url(url)}: this AuthorizedSession "
+                    "is closed. Create a new one (for example with `async with "
+                    "AuthorizedSession(credentials) as session:`)."
+                )
+            if max_allowed_time is not None and max_allowed_time < 0:
+                raise ValueError(
+                    f"max_allowed_time must be None or 0 or more, not "
+                    f"{max_allowed_time}."
+                )
+            if timeout is _DEFAULT_TIMEOUT:
+                timeout = self._default_request_timeout
+            middlewares = kwargs.get("middlewares")
+            if middlewares is not None:
+                # Per-request middlewares replace the session's in aiohttp;
+                # keep authorizing.
+                kwargs["middlewares"] = (self._auth, *middlewares)
+            call = super().request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                auto_decompress=auto_decompress,
+                **kwargs,
+            )
+            if max_allowed_time is None:
+                return call
+            return _RequestContextManager(
+                _within(call, max_allowed_time, method, url)
+            )
+
+        def get(
+            self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
+        ) -> _RequestContextManager:
+            """Send an authorized GET request; see :meth:`request`."""
+            return self.request(
+                "GET", url, allow_redirects=allow_redirects, **kwargs
+            )
+
+        def options(
+            self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
+        ) -> _RequestContextManager:
+            """Send an authorized OPTIONS request; see :meth:`request`."""
+            return self.request(
+                "OPTIONS", url, allow_redirects=allow_redirects, **kwargs
+            )
+
+        def head(
+            self, url: str | URL, *, allow_redirects: bool = False, **kwargs: Any
+        ) -> _RequestContextManager:
+            """Send an authorized HEAD request; see :meth:`request`."""
+            return self.request(
+                "HEAD", url, allow_redirects=allow_redirects, **kwargs
+            )
+
+        def post(
+            self, url: str | URL, *, data: Any = None, **kwargs: Any
+        ) -> _RequestContextManager:
+            """Send an authorized POST request; see :meth:`request`."""
+            return self.request("POST", url, data=data, **kwargs)
+
+        def put(
+            self, url: str | URL, *, data: Any = None, **kwargs: Any
+        ) -> _RequestContextManager:
+            """Send an authorized PUT request; see :meth:`request`."""
+            return self.request("PUT", url, data=data, **kwargs)
+
+        def patch(
+            self, url: str | URL, *, data: Any = None, **kwargs: Any
+        ) -> _RequestContextManager:
+            """Send an authorized PATCH request; see :meth:`request`."""
+            return self.request("PATCH", url, data=data, **kwargs)
+
+        def delete(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+            """Send an authorized DELETE request; see :meth:`request`."""
+            return self.request("DELETE", url, **kwargs)
+
+
+async def _within(
+    call: Coroutine[Any, Any, aiohttp.ClientResponse],
+    seconds: float,
+    method: str,
+    url: str | URL,
+) -> aiohttp.ClientResponse:
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            return await call
+    except TimeoutError:
+        if deadline.expired():
+            raise TimeoutError(
+                f"{method} {safe_url(url)} did not complete within "
+                f"max_allowed_time={seconds}s."
+            ) from None
+        raise

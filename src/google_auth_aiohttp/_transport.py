@@ -1,0 +1,251 @@
+"""google-auth's transport interface over aiohttp: :class:`Request` and :class:`Response`.
+
+Credentials call a :class:`Request` to reach token endpoints and metadata
+servers. This is the adapter google-auth's own
+``google.auth.transport._aiohttp_requests`` provides, with the same names and
+signatures, and with every aiohttp failure turned into
+:class:`google.auth.exceptions.TransportError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import types
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from google.auth import exceptions
+from google.auth import transport as google_transport
+from multidict import CIMultiDictProxy
+
+from google_auth_aiohttp._decoding import decode_body
+from google_auth_aiohttp._logging import LOGGER, safe_url
+
+_DEFAULT_TIMEOUT = 180
+"""Seconds a request may take, as in google-auth's aiohttp transport."""
+
+
+class Response(google_transport.Response):  # type: ignore[misc]
+    """An HTTP response, in the form google-auth's credentials read.
+
+    The body is kept as the server sent it: :meth:`raw_content` returns those
+    bytes and :meth:`content` decodes them by their ``Content-Encoding``.
+
+    Args:
+        response (aiohttp.ClientResponse): The aiohttp response to wrap.
+    """
+
+    __slots__ = ("_raw", "_response")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self._raw: bytes | None = None
+
+    @property
+    def status(self) -> int:
+        """int: The HTTP status code."""
+        return self._response.status
+
+    @property
+    def reason(self) -> str | None:
+        """Optional[str]: The HTTP reason phrase."""
+        return self._response.reason
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """multidict.CIMultiDictProxy: The response headers, case-insensitive."""
+        return self._response.headers
+
+    @property
+    def data(self) -> aiohttp.StreamReader:
+        """aiohttp.StreamReader: The body stream (``await response.data.read()``)."""
+        return self._response.content
+
+    async def raw_content(self) -> bytes:
+        """Read the whole body as sent, without decoding it.
+
+        Returns:
+            bytes: The body.
+
+        Raises:
+            google.auth.exceptions.TransportError: If the body cannot be read.
+        """
+        if self._raw is None:
+            try:
+                self._raw = await self._response.read()
+            except (aiohttp.ClientError, asyncio.TimeoutError) as caught:
+                raise _transport_error(
+                    self._response.method, self._response.url, caught, "reading"
+                ) from caught
+        return self._raw
+
+    async def content(self) -> bytes:
+        """Read the whole body, decoded by its ``Content-Encoding``.
+
+        gzip and deflate are always decoded; br and zstd when the modules aiohttp
+        uses for them are installed.
+
+        Returns:
+            bytes: The decoded body.
+
+        Raises:
+            google.auth.exceptions.TransportError: If the body cannot be read or
+                decoded.
+        """
+        raw = await self.raw_content()
+        return decode_body(raw, self._response.headers.get("Content-Encoding"))
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status} {self.reason}]>"
+
+
+class Request(google_transport.Request):  # type: ignore[misc]
+    """Makes HTTP requests for credentials, through an aiohttp session.
+
+    Use it to refresh async credentials yourself; :class:`AuthorizedSession`
+    makes its own::
+
+        from google_auth_aiohttp import Request
+
+        async with Request() as request:
+            await credentials.refresh(request)
+
+    Args:
+        session (Optional[aiohttp.ClientSession]): The session to send requests
+            through. It may use ``auto_decompress=True``: requests made here ask
+            for the body undecoded. A session passed in is never closed by this
+            object; if none is given, one is created on first use and closed by
+            :meth:`close`.
+
+    Raises:
+        TypeError: If ``session`` is not an :class:`aiohttp.ClientSession`.
+
+    .. automethod:: __call__
+    """
+
+    def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise TypeError(
+                "Request(session=...) takes an aiohttp.ClientSession or None, "
+                f"not {type(session).__name__}."
+            )
+        self.session = session
+        self._owns_session = session is None
+        self._closed = False
+        # Extra ClientSession.request() arguments of refresh transports.
+        self._defaults: Mapping[str, Any] = {}
+
+    async def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = _DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> Response:
+        """Make an HTTP request.
+
+        Args:
+            url (str): The URL to request.
+            method (str): The HTTP method. Defaults to ``"GET"``.
+            body (Optional[Any]): The body: bytes, str, or anything
+                ``aiohttp.ClientSession.request`` takes as ``data``.
+            headers (Optional[Mapping[str, str]]): Request headers.
+            timeout (Union[float, aiohttp.ClientTimeout, None]): Seconds the
+                request may take in all, or an :class:`aiohttp.ClientTimeout`.
+            kwargs: Passed through to :meth:`aiohttp.ClientSession.request`.
+
+        Returns:
+            google_auth_aiohttp.Response: The response; its body is not yet read.
+
+        Raises:
+            google.auth.exceptions.TransportError: If the request failed or
+                timed out, or this object or its session is closed; the original
+                exception is its ``__cause__``.
+        """
+        if self._closed:
+            raise exceptions.TransportError(
+                f"Cannot request {safe_url(url)}: this Request was closed."
+            )
+        session = self.session
+        if session is None:
+            session = self.session = aiohttp.ClientSession()
+        elif session.closed:
+            raise exceptions.TransportError(
+                f"Cannot request {safe_url(url)}: its aiohttp.ClientSession is "
+                "closed. Give Request an open session."
+            )
+        send = session.request
+        if self._defaults:
+            kwargs = {**self._defaults, **kwargs}
+            # ClientSession's own request(), not AuthorizedSession's, which
+            # would put the auth middleware back.
+            send = functools.partial(aiohttp.ClientSession.request, session)
+        kwargs.setdefault("auto_decompress", False)
+        if LOGGER.isEnabledFor(10):
+            LOGGER.debug("Credentials request: %s %s", method, safe_url(url))
+        try:
+            response = await send(
+                method, url, data=body, headers=headers, timeout=timeout, **kwargs
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError) as caught:
+            raise _transport_error(method, url, caught, "sending") from caught
+        if LOGGER.isEnabledFor(10):
+            LOGGER.debug(
+                "Credentials response: %s %s -> %s",
+                method,
+                safe_url(url),
+                response.status,
+            )
+        return Response(response)
+
+    async def close(self) -> None:
+        """Close the session this object created; a session passed in stays open."""
+        self._closed = True
+        if self._owns_session and self.session is not None:
+            await self.session.close()
+
+    async def __aenter__(self) -> Request:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def refresh_transport(session: aiohttp.ClientSession) -> Request:
+    """Return a :class:`Request` for token requests sent through ``session``.
+
+    Token requests share the session's connector, proxy, ``trust_env`` and SSL
+    settings, but skip its middlewares (the auth middleware among them, which
+    would otherwise authorize the token request itself) and never raise for
+    status, so that credentials can read the token endpoint's error body.
+
+    Args:
+        session (aiohttp.ClientSession): The session to borrow.
+
+    Returns:
+        google_auth_aiohttp.Request: A transport that never closes ``session``.
+    """
+    request = Request(session)
+    request._defaults = {"middlewares": (), "raise_for_status": False}
+    return request
+
+
+def _transport_error(
+    method: str, url: Any, caught: BaseException, doing: str
+) -> exceptions.TransportError:
+    if isinstance(caught, asyncio.TimeoutError):
+        cause = "timed out"
+    else:
+        cause = f"{type(caught).__name__}: {caught}"
+    return exceptions.TransportError(
+        f"{method} {safe_url(url)} failed while {doing}: {cause}"
+    )
