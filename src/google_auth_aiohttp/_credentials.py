@@ -20,7 +20,7 @@ import aiohttp
 from google.auth import credentials as sync_credentials
 from google.auth import jwt
 
-from google_auth_aiohttp._transport import refresh_transport
+from google_auth_aiohttp._transport import Request
 
 try:
     from google.auth.aio import credentials as aio_credentials
@@ -71,7 +71,7 @@ class CredentialsAdapter:
 
     def transport_for(self, session: aiohttp.ClientSession) -> Any:
         """Return the request object this family refreshes with, over ``session``."""
-        return refresh_transport(session)
+        return Request(session)
 
     async def refresh(self, request: Any) -> None:
         """Refresh the credentials now, whatever their state."""
@@ -126,10 +126,7 @@ class AioAdapter(CredentialsAdapter):
         """Return google-auth's aio aiohttp Request over ``session``."""
         from google.auth.aio.transport import aiohttp as aio_transport
 
-        # Skip the session's middlewares, as refresh_transport() does.
-        return functools.partial(
-            aio_transport.Request(session), middlewares=(), raise_for_status=False
-        )
+        return functools.partial(aio_transport.Request(session), raise_for_status=False)
 
     async def refresh(self, request: Any) -> None:
         """Refresh the credentials now."""

@@ -4,8 +4,9 @@ This is the one place where requests are authorized. :class:`AuthorizedSession`
 installs an :class:`AuthMiddleware` as its first middleware; users of a plain
 ``aiohttp.ClientSession`` install one themselves. For each request the flow:
 
-1. leaves it alone if it is a redirect to another origin than the one the
-   caller asked for (aiohttp runs middlewares again on every redirect hop);
+1. leaves it alone if credentials are making it (to reach a token endpoint),
+   or if it is a redirect to another origin than the one the caller asked for
+   (aiohttp runs middlewares again on every redirect hop);
 2. waits for a shared refresh if the token is missing or expired;
 3. puts the credentials' headers on the request (aiohttp has already copied
    the caller's headers into it, so the caller's object is never touched);
@@ -30,6 +31,7 @@ from yarl import URL
 from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._refresh import shared_refresh_for
+from google_auth_aiohttp._transport import credentials_request
 
 DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
     google_transport.DEFAULT_REFRESH_STATUS_CODES
@@ -61,9 +63,10 @@ class AuthMiddleware:
                 ...
 
     Token requests go through the session that made the request (its
-    connector, proxy and SSL settings), skipping its middlewares, unless
-    ``auth_request`` is given. The credentials' headers are only sent to the
-    origin the caller asked for, never to another origin a server redirects to.
+    connector, proxy and SSL settings, and its other middlewares), unless
+    ``auth_request`` is given; this middleware lets them pass unauthorized.
+    The credentials' headers are only sent to the origin the caller asked
+    for, never to another origin a server redirects to.
 
     Args:
         credentials (Any): google-auth credentials of any family.
@@ -148,6 +151,8 @@ class AuthMiddleware:
         self, request: ClientRequest, handler: ClientHandlerType
     ) -> ClientResponse:
         """Authorize ``request``, send it, and refresh and re-send it if rejected."""
+        if credentials_request.get():
+            return await handler(request)
         url = request.url
         asked_origin: URL | None = None  # None: the request's own origin
         pending = _pending_redirect.get()

@@ -21,6 +21,7 @@ from google.auth import exceptions
 
 from google_auth_aiohttp._credentials import CredentialsAdapter
 from google_auth_aiohttp._logging import LOGGER
+from google_auth_aiohttp._transport import credentials_request
 
 _UNSET: Any = object()
 
@@ -84,6 +85,9 @@ class SharedRefresh:
         adapter: CredentialsAdapter, request: Any, timeout: float | None
     ) -> None:
         LOGGER.debug("Refreshing %s.", type(adapter.credentials).__name__)
+        # This task's own context: whatever transport the credentials use,
+        # their requests are not authorized by an auth middleware.
+        credentials_request.set(True)
         try:
             async with asyncio.timeout(timeout):
                 await adapter.refresh(request)

@@ -63,7 +63,7 @@ with warnings.catch_warnings():
             refresh_timeout (Optional[float]): Seconds a refresh may take.
             auth_request (Optional[Callable]): The transport refreshes use. By
                 default they go through this session (its connector, proxy,
-                ``trust_env`` and SSL settings), skipping its middlewares.
+                ``trust_env`` and SSL settings), unauthorized.
             auto_decompress (bool): Whether response bodies are decompressed by
                 default. False, as in google-auth's aiohttp transport.
             kwargs: Passed to :class:`aiohttp.ClientSession`. A ``middlewares``

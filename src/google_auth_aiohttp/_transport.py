@@ -10,9 +10,9 @@ signatures, and with every aiohttp failure turned into
 from __future__ import annotations
 
 import asyncio
-import functools
 import types
 from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -25,6 +25,13 @@ from google_auth_aiohttp._logging import LOGGER, safe_url
 
 _DEFAULT_TIMEOUT = 180
 """Seconds a request may take, as in google-auth's aiohttp transport."""
+
+#: True while credentials make their own requests (token endpoints, metadata
+#: servers): an auth middleware on the session lets those pass unauthorized,
+#: which also keeps a refresh from waiting on itself.
+credentials_request: ContextVar[bool] = ContextVar(
+    "google_auth_aiohttp_credentials_request", default=False
+)
 
 
 class Response(google_transport.Response):  # type: ignore[misc]
@@ -134,8 +141,6 @@ class Request(google_transport.Request):  # type: ignore[misc]
         self.session = session
         self._owns_session = session is None
         self._closed = False
-        # Extra ClientSession.request() arguments of refresh transports.
-        self._defaults: Mapping[str, Any] = {}
 
     async def __call__(
         self,
@@ -178,21 +183,21 @@ class Request(google_transport.Request):  # type: ignore[misc]
                 f"Cannot request {safe_url(url)}: its aiohttp.ClientSession is "
                 "closed. Give Request an open session."
             )
-        send = session.request
-        if self._defaults:
-            kwargs = {**self._defaults, **kwargs}
-            # ClientSession's own request(), not AuthorizedSession's, which
-            # would put the auth middleware back.
-            send = functools.partial(aiohttp.ClientSession.request, session)
+        # Credentials read error bodies themselves and decode bodies through
+        # Response.content(), whatever the session's defaults.
         kwargs.setdefault("auto_decompress", False)
+        kwargs.setdefault("raise_for_status", False)
         if LOGGER.isEnabledFor(10):
             LOGGER.debug("Credentials request: %s %s", method, safe_url(url))
+        marker = credentials_request.set(True)
         try:
-            response = await send(
+            response = await session.request(
                 method, url, data=body, headers=headers, timeout=timeout, **kwargs
             )
         except (aiohttp.ClientError, asyncio.TimeoutError) as caught:
             raise _transport_error(method, url, caught, "sending") from caught
+        finally:
+            credentials_request.reset(marker)
         if LOGGER.isEnabledFor(10):
             LOGGER.debug(
                 "Credentials response: %s %s -> %s",
@@ -218,25 +223,6 @@ class Request(google_transport.Request):  # type: ignore[misc]
         tb: types.TracebackType | None,
     ) -> None:
         await self.close()
-
-
-def refresh_transport(session: aiohttp.ClientSession) -> Request:
-    """Return a :class:`Request` for token requests sent through ``session``.
-
-    Token requests share the session's connector, proxy, ``trust_env`` and SSL
-    settings, but skip its middlewares (the auth middleware among them, which
-    would otherwise authorize the token request itself) and never raise for
-    status, so that credentials can read the token endpoint's error body.
-
-    Args:
-        session (aiohttp.ClientSession): The session to borrow.
-
-    Returns:
-        google_auth_aiohttp.Request: A transport that never closes ``session``.
-    """
-    request = Request(session)
-    request._defaults = {"middlewares": (), "raise_for_status": False}
-    return request
 
 
 def _transport_error(

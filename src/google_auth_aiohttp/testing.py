@@ -37,6 +37,8 @@ from aiohttp import web
 __all__ = ["GoogleEmulator", "IssuedToken"]
 
 _JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+_REFRESH_TOKEN = "refresh_token"
+_ANY_AUDIENCE: Any = object()
 # google-auth addresses service-account assertions to Google's token endpoint
 # whatever the key's token_uri; Google accepts that audience, and so do we.
 _GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
@@ -59,8 +61,16 @@ class _Key:
 
 
 @dataclass
+class _Client:
+    secret: str
+    refresh_token: str
+    subject: str
+
+
+@dataclass
 class _State:
     keys: dict[str, _Key] = field(default_factory=dict)
+    clients: dict[str, _Client] = field(default_factory=dict)
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
 
 
@@ -76,12 +86,15 @@ class GoogleEmulator:
         token_requests (int): Token requests received, granted or not.
         api_requests (int): API requests received, authorized or not.
         token_delay (float): Seconds the token endpoint waits before answering.
+        token_error (Optional[str]): When set, the token endpoint refuses every
+            request with this OAuth error code (for example ``"invalid_grant"``).
         token_lifetime (int): See above; may be changed while running.
     """
 
     def __init__(self, *, token_lifetime: int = 3600, host: str = "127.0.0.1"):
         self.token_lifetime = token_lifetime
         self.token_delay = 0.0
+        self.token_error: str | None = None
         self.token_requests = 0
         self.api_requests = 0
         self._host = host
@@ -159,6 +172,29 @@ class GoogleEmulator:
             "token_uri": self.token_uri,
         }
 
+    def authorized_user_info(self) -> dict[str, str]:
+        """Create an OAuth client and refresh token the token endpoint trusts.
+
+        Returns:
+            Mapping[str, str]: Authorized-user info, as ``gcloud auth
+            application-default login`` writes it, for
+            ``Credentials.from_authorized_user_info``.
+        """
+        client_id = f"{secrets.token_hex(8)}.apps.emulator.test"
+        client = _Client(
+            secret=secrets.token_urlsafe(16),
+            refresh_token=secrets.token_urlsafe(32),
+            subject=f"user-{client_id[:8]}@emulator.test",
+        )
+        self._state.clients[client_id] = client
+        return {
+            "type": "authorized_user",
+            "client_id": client_id,
+            "client_secret": client.secret,
+            "refresh_token": client.refresh_token,
+            "token_uri": self.token_uri,
+        }
+
     @property
     def issued_tokens(self) -> dict[str, IssuedToken]:
         """Mapping[str, IssuedToken]: Every token issued so far."""
@@ -204,17 +240,28 @@ class GoogleEmulator:
         if self.token_delay:
             await asyncio.sleep(self.token_delay)
         form = await request.post()
-        if form.get("grant_type") != _JWT_BEARER:
-            return _oauth_error("unsupported_grant_type", "Use the JWT bearer grant.")
-        assertion = str(form.get("assertion", ""))
-        try:
-            claims = self._verify(assertion)
-        except ValueError as caught:
-            return _oauth_error("invalid_grant", str(caught))
+        if self.token_error is not None:
+            return _oauth_error(self.token_error, "Refused by the emulator.")
+        grant_type = form.get("grant_type")
+        if grant_type == _JWT_BEARER:
+            try:
+                claims = self._verify(str(form.get("assertion", "")))
+            except ValueError as caught:
+                return _oauth_error("invalid_grant", str(caught))
+            subject, scope = str(claims["iss"]), str(claims.get("scope", ""))
+        elif grant_type == _REFRESH_TOKEN:
+            client = self._state.clients.get(str(form.get("client_id")))
+            if client is None or client.secret != form.get("client_secret"):
+                return _oauth_error("invalid_client", "Unknown OAuth client.")
+            if client.refresh_token != form.get("refresh_token"):
+                return _oauth_error("invalid_grant", "Bad refresh token.")
+            subject, scope = client.subject, str(form.get("scope", ""))
+        else:
+            return _oauth_error("unsupported_grant_type", f"{grant_type!r}")
         token = secrets.token_urlsafe(32)
-        scopes = tuple(str(claims.get("scope", "")).split())
+        scopes = tuple(scope.split())
         self._state.tokens[token] = IssuedToken(
-            subject=str(claims["iss"]),
+            subject=subject,
             scopes=scopes,
             expires_at=time.monotonic() + self.token_lifetime,
         )
@@ -227,8 +274,20 @@ class GoogleEmulator:
             }
         )
 
-    def _verify(self, assertion: str) -> dict[str, Any]:
+    def _verify(self, assertion: str, audience: Any = None) -> dict[str, Any]:
+        """Check a JWT's signature, issuer and expiry, and return its claims.
+
+        Args:
+            assertion (str): The JWT.
+            audience (Any): The accepted audiences: by default the token
+                endpoint's; ``_ANY_AUDIENCE`` leaves the check to the caller.
+        """
         from google.auth import exceptions, jwt
+
+        if audience is None:
+            audience = [self.token_uri, _GOOGLE_TOKEN_AUDIENCE]
+        elif audience is _ANY_AUDIENCE:
+            audience = None
 
         try:
             header = jwt.decode_header(assertion)
@@ -241,7 +300,7 @@ class GoogleEmulator:
             claims: dict[str, Any] = jwt.decode(
                 assertion,
                 certs={str(header["kid"]): key.public_pem},
-                audience=[self.token_uri, _GOOGLE_TOKEN_AUDIENCE],
+                audience=audience,
             )
         except (ValueError, exceptions.GoogleAuthError) as caught:
             raise ValueError(f"Invalid assertion: {caught}") from caught
@@ -249,23 +308,31 @@ class GoogleEmulator:
             raise ValueError("The assertion's issuer does not own its key.")
         return claims
 
-    def _authorized(self, request: web.Request) -> IssuedToken | None:
+    def _authorized(self, request: web.Request) -> str | None:
+        """Return who the request's bearer token belongs to, if it is good."""
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        issued = self._state.tokens.get(token)
-        if (
-            scheme.lower() != "bearer"
-            or issued is None
-            or issued.revoked
-            or time.monotonic() >= issued.expires_at
-        ):
+        if scheme.lower() != "bearer":
             return None
-        return issued
+        issued = self._state.tokens.get(token)
+        if issued is not None:
+            if issued.revoked or time.monotonic() >= issued.expires_at:
+                return None
+            return issued.subject
+        # A self-signed JWT (AIP-4111): signed by a key we issued, addressed
+        # to this service.
+        try:
+            claims = self._verify(token, audience=_ANY_AUDIENCE)
+        except ValueError:
+            return None
+        if not str(claims.get("aud", "")).startswith(self.url):
+            return None
+        return str(claims["iss"])
 
     async def _api(self, request: web.Request) -> web.StreamResponse:
         self.api_requests += 1
         body = await request.read()
-        issued = self._authorized(request)
-        if issued is None:
+        subject = self._authorized(request)
+        if subject is None:
             return web.json_response(
                 {"error": {"code": 401, "status": "UNAUTHENTICATED"}},
                 status=401,
@@ -283,7 +350,7 @@ class GoogleEmulator:
             "method": request.method,
             "path": request.path,
             "query": dict(query),
-            "subject": issued.subject,
+            "subject": subject,
             "headers": {
                 name.lower(): value
                 for name, value in request.headers.items()

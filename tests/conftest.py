@@ -1,0 +1,96 @@
+"""Real servers on 127.0.0.1 and real google-auth credentials for the tests."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import web
+from google.oauth2 import _service_account_async
+
+from google_auth_aiohttp.testing import GoogleEmulator
+
+SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+
+
+@pytest.fixture
+async def google() -> AsyncIterator[GoogleEmulator]:
+    async with GoogleEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def service_account_info(google: GoogleEmulator) -> dict[str, str]:
+    return google.service_account_info()
+
+
+@pytest.fixture
+def credentials(service_account_info: dict[str, str]) -> Any:
+    """Legacy async service-account credentials, the seed's main family."""
+    return _service_account_async.Credentials.from_service_account_info(
+        service_account_info, scopes=[SCOPE]
+    )
+
+
+def expire(credentials: Any) -> None:
+    """Make credentials hold an expired token, as after a long idle period."""
+    credentials.expiry = datetime.datetime.now(datetime.UTC).replace(
+        tzinfo=None
+    ) - datetime.timedelta(seconds=1)
+
+
+@dataclass
+class Recorder:
+    """A server on another origin that records what reaches it."""
+
+    url: str = ""
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def other_origin() -> AsyncIterator[Recorder]:
+    """Another host: it must never see the credentials' headers."""
+    recorder = Recorder()
+
+    async def record(request: web.Request) -> web.Response:
+        recorder.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+            }
+        )
+        return web.json_response({"seen": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner, recorder.url = await _serve(app)
+    yield recorder
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Any]:
+    """Start any aiohttp application on 127.0.0.1 and return its base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(app: web.Application) -> str:
+        runner, url = await _serve(app)
+        runners.append(runner)
+        return url
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
