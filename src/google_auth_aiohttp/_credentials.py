@@ -1,6 +1,6 @@
 """One interface over every family of google-auth credentials.
 
-google-auth has three kinds of credentials, each with its own calling
+google-auth has three families of credentials, each with its own calling
 convention: the legacy async ones (``google.auth._credentials_async`` and
 friends, whose ``before_request`` and usually ``refresh`` are coroutines), the
 newer ``google.auth.aio.credentials`` (which expect ``google.auth.aio``
@@ -11,6 +11,7 @@ flow in :mod:`google_auth_aiohttp._middleware` talks to all of them through
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import MutableMapping
@@ -20,6 +21,7 @@ import aiohttp
 from google.auth import credentials as sync_credentials
 from google.auth import jwt
 
+from google_auth_aiohttp._sync_transport import LoopRequest
 from google_auth_aiohttp._transport import Request
 
 try:
@@ -139,6 +141,47 @@ class AioAdapter(CredentialsAdapter):
         await self.credentials.before_request(request, method, url, headers)
 
 
+class SyncAdapter(CredentialsAdapter):
+    """``google.auth.credentials.Credentials`` with a blocking ``refresh``.
+
+    A refresh runs in a worker thread, its HTTP calls sent on the event loop
+    through a :class:`~google_auth_aiohttp._sync_transport.LoopRequest`. While
+    the token is valid, ``before_request`` makes no HTTP call, so it runs on
+    the loop directly: no thread is used in the steady state.
+    """
+
+    __slots__ = ("_loop_request", "_loop_request_for")
+
+    def __init__(self, credentials: Any) -> None:
+        super().__init__(credentials)
+        self._loop_request: LoopRequest | None = None
+        self._loop_request_for: Any = None
+
+    def _sync_request(self, request: Any) -> Any:
+        if isinstance(request, LoopRequest) or not isinstance(request, Request):
+            return request  # a sync transport given by the caller
+        if request is not self._loop_request_for:
+            self._loop_request = LoopRequest(request, asyncio.get_running_loop())
+            self._loop_request_for = request
+        return self._loop_request
+
+    async def refresh(self, request: Any) -> None:
+        """Refresh the credentials in a worker thread."""
+        await asyncio.to_thread(self.credentials.refresh, self._sync_request(request))
+
+    async def apply(
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+    ) -> None:
+        """Add the credentials' headers to ``headers``."""
+        sync_request = self._sync_request(request)
+        if self.credentials.valid:
+            self.credentials.before_request(sync_request, method, url, headers)
+        else:  # expired since the flow checked: before_request will refresh
+            await asyncio.to_thread(
+                self.credentials.before_request, sync_request, method, url, headers
+            )
+
+
 def _is_legacy_async(credentials: Any) -> bool:
     before_request = getattr(type(credentials), "before_request", None)
     return inspect.iscoroutinefunction(before_request)
@@ -163,12 +206,7 @@ def adapt_credentials(credentials: Any) -> CredentialsAdapter:
     if isinstance(credentials, sync_credentials.Credentials):
         if _is_legacy_async(credentials):
             return LegacyAsyncAdapter(credentials)
-        raise TypeError(
-            f"{type(credentials).__module__}.{type(credentials).__qualname__} are "
-            "sync credentials, which this version does not support yet; use the "
-            "async credentials of google.oauth2._service_account_async or "
-            "google.auth.aio."
-        )
+        return SyncAdapter(credentials)
     raise TypeError(
         "credentials must be google-auth credentials (google.auth.credentials."
         "Credentials, the async ones in google.auth._credentials_async, or "
