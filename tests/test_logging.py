@@ -46,6 +46,6 @@ async def test_errors_and_reprs_hold_no_token(
         with pytest.raises(exceptions.TransportError) as caught:
             await request(google.token_uri, method="POST", timeout=0.1)
         assert token not in str(caught.value)
-        response = await request(google.api_url("y"))
-        assert token not in repr(response)
-        assert await response.raw_content()
+        adapted = await request(google.api_url("y"))
+        assert token not in repr(adapted)
+        assert await adapted.raw_content()

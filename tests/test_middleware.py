@@ -67,11 +67,13 @@ async def test_refresh_goes_through_the_requesting_session(
 
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_start)
-    async with aiohttp.ClientSession(
-        middlewares=[AuthMiddleware(credentials)], trace_configs=[trace]
-    ) as session:
-        async with session.get(google.api_url("x")) as response:
-            assert response.status == 200
+    async with (
+        aiohttp.ClientSession(
+            middlewares=[AuthMiddleware(credentials)], trace_configs=[trace]
+        ) as session,
+        session.get(google.api_url("x")) as response,
+    ):
+        assert response.status == 200
     assert sorted(seen) == ["/api/x", "/token"]
 
 

@@ -35,7 +35,7 @@ async def _echo(response: aiohttp.ClientResponse) -> dict[str, Any]:
 def test_constants_are_google_auths() -> None:
     from google.auth import transport
 
-    assert DEFAULT_REFRESH_STATUS_CODES == tuple(transport.DEFAULT_REFRESH_STATUS_CODES)
+    assert tuple(transport.DEFAULT_REFRESH_STATUS_CODES) == DEFAULT_REFRESH_STATUS_CODES
     assert DEFAULT_MAX_REFRESH_ATTEMPTS == transport.DEFAULT_MAX_REFRESH_ATTEMPTS
 
 
@@ -132,11 +132,13 @@ async def test_quota_project_header_is_sent(
 async def test_session_defaults_still_apply(
     google: GoogleEmulator, credentials: Any
 ) -> None:
-    async with AuthorizedSession(
-        credentials, headers={"X-Default": "d"}, base_url=google.url
-    ) as session:
-        async with session.get("/api/base") as response:
-            echo = await _echo(response)
+    async with (
+        AuthorizedSession(
+            credentials, headers={"X-Default": "d"}, base_url=google.url
+        ) as session,
+        session.get("/api/base") as response,
+    ):
+        echo = await _echo(response)
     assert echo["headers"]["x-default"] == "d"
     assert echo["path"] == "/api/base"
 
@@ -184,14 +186,15 @@ async def test_body_is_resent_intact_after_a_refresh(
     kind: str,
     expected: str,
 ) -> None:
-    body: dict[str, Any] = {
+    bodies: dict[str, dict[str, Any]] = {
         "bytes": {"data": b"bytes-body"},
         "str": {"data": "str-body"},
         "form": {"data": {"a": "1", "b": "2"}},
         "json": {"json": {"k": "v"}},
         "bytesio": {"data": io.BytesIO(b"bytesio-body")},
         "file": {"data": seekable_file},
-    }[kind]
+    }
+    body = bodies[kind]
     async with AuthorizedSession(credentials) as session:
         await credentials.refresh(Request(session))
         google.revoke_all()
@@ -336,7 +339,7 @@ async def test_max_allowed_time_stops_a_slow_response_promptly(
     async with AuthorizedSession(credentials) as session:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        with pytest.raises(TimeoutError, match="max_allowed_time=0.5"):
+        with pytest.raises(TimeoutError, match=r"max_allowed_time=0\.5"):
             await session.get(google.api_url("slow?delay=3"), max_allowed_time=0.5)
         assert loop.time() - started < 1.5
 
@@ -377,7 +380,7 @@ async def test_refresh_timeout_bounds_each_refresh(
 ) -> None:
     google.token_delay = 2
     async with AuthorizedSession(credentials, refresh_timeout=0.2) as session:
-        with pytest.raises(exceptions.TransportError, match="refresh_timeout=0.2"):
+        with pytest.raises(exceptions.TransportError, match=r"refresh_timeout=0\.2"):
             await session.get(google.api_url("x"))
 
 

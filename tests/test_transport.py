@@ -56,7 +56,7 @@ async def test_request_never_closes_a_session_passed_in(google: GoogleEmulator) 
 
 
 async def test_request_rejects_what_is_not_a_client_session() -> None:
-    with pytest.raises(TypeError, match="aiohttp.ClientSession"):
+    with pytest.raises(TypeError, match=r"aiohttp\.ClientSession"):
         Request("http://example.test")  # type: ignore[arg-type]
 
 
@@ -150,7 +150,7 @@ async def test_content_that_cannot_be_decoded_is_a_clear_error(
 
 def test_brotli_without_a_decoder_says_what_to_install() -> None:
     try:
-        import brotli  # type: ignore[import-not-found]  # noqa: F401
+        import brotli  # type: ignore[import-not-found]
     except ImportError:
         with pytest.raises(exceptions.TransportError, match="Install 'brotli'"):
             decode_body(b"\x0b\x02\x80abc\x03", "br")

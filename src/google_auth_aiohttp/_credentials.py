@@ -20,26 +20,19 @@ from typing import Any
 import aiohttp
 from google.auth import credentials as sync_credentials
 from google.auth import jwt
+from google.auth.aio import credentials as aio_credentials
 
 from google_auth_aiohttp._sync_transport import LoopRequest
 from google_auth_aiohttp._transport import Request
 
-try:
-    from google.auth.aio import credentials as aio_credentials
-except ImportError:  # google-auth older than the aio package
-    aio_credentials = None
-
 # Credentials whose refresh() can never yield a new token: a rejected request
 # is returned as it is rather than failing with "cannot be refreshed".
-_NEVER_REFRESH: tuple[type, ...] = (
+_NEVER_REFRESH = (
     sync_credentials.AnonymousCredentials,
     jwt.OnDemandCredentials,
+    aio_credentials.StaticCredentials,
+    aio_credentials.AnonymousCredentials,
 )
-if aio_credentials is not None:
-    _NEVER_REFRESH += (
-        aio_credentials.StaticCredentials,
-        aio_credentials.AnonymousCredentials,
-    )
 
 
 class CredentialsAdapter:
@@ -52,6 +45,7 @@ class CredentialsAdapter:
 
     Args:
         credentials (Any): The google-auth credentials to adapt.
+
     """
 
     __slots__ = ("can_refresh", "credentials")
@@ -198,10 +192,9 @@ def adapt_credentials(credentials: Any) -> CredentialsAdapter:
 
     Raises:
         TypeError: If ``credentials`` are not google-auth credentials.
+
     """
-    if aio_credentials is not None and isinstance(
-        credentials, aio_credentials.Credentials
-    ):
+    if isinstance(credentials, aio_credentials.Credentials):
         return AioAdapter(credentials)
     if isinstance(credentials, sync_credentials.Credentials):
         if _is_legacy_async(credentials):

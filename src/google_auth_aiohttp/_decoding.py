@@ -44,7 +44,7 @@ def _optional_decoders() -> dict[str, _Decoder]:
         import brotlicffi as brotli  # type: ignore[import-not-found]
     except ImportError:
         try:
-            import brotli  # type: ignore[import-not-found,no-redef]
+            import brotli  # type: ignore[import-not-found]
         except ImportError:
             brotli = None
     if brotli is not None:
@@ -53,7 +53,7 @@ def _optional_decoders() -> dict[str, _Decoder]:
         from compression import zstd  # type: ignore[import-not-found]
     except ImportError:
         try:
-            from backports import zstd  # type: ignore[import-not-found,no-redef]
+            from backports import zstd  # type: ignore[import-not-found]
         except ImportError:
             zstd = None
     if zstd is not None:
@@ -83,6 +83,7 @@ def decode_body(data: bytes, content_encoding: str | None) -> bytes:
     Raises:
         google.auth.exceptions.TransportError: If a coding is unknown, cannot
             be decoded on this installation, or the body is corrupt.
+
     """
     if not content_encoding:
         return data

@@ -22,6 +22,7 @@ def safe_url(url: URL | str) -> str:
 
     Returns:
         str: A form of the URL that can be logged or put in an error message.
+
     """
     try:
         parsed = url if isinstance(url, URL) else URL(url)

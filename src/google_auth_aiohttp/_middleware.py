@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from google.auth import transport as google_transport
+from multidict import CIMultiDict
 from yarl import URL
 
 from google_auth_aiohttp._credentials import adapt_credentials
@@ -82,6 +83,7 @@ class AuthMiddleware:
         TypeError: If ``credentials`` are not google-auth credentials.
         ValueError: If ``max_refresh_attempts`` or ``refresh_timeout`` is
             negative.
+
     """
 
     __slots__ = (
@@ -189,8 +191,7 @@ class AuthMiddleware:
         ):
             if getattr(request.body, "consumed", False):
                 LOGGER.debug(
-                    "Not re-sending %s %s after a %s: its body cannot be read "
-                    "twice.",
+                    "Not re-sending %s %s after a %s: its body cannot be read twice.",
                     method,
                     safe_url(url),
                     response.status,
@@ -235,14 +236,14 @@ def _note_redirect(response: ClientResponse, asked_origin: URL) -> ClientRespons
 def _decode_bytes_headers(request: ClientRequest) -> None:
     # google-resumable-media and others pass bytes values, which aiohttp
     # cannot serialize; decode them, as google-auth's transport did.
-    headers = request.headers
+    headers: CIMultiDict[Any] = request.headers
     for value in headers.values():
-        if type(value) is bytes:
+        if isinstance(value, bytes):
             break
     else:
         return
     items = [
-        (key, value.decode("utf-8") if type(value) is bytes else value)
+        (key, value.decode("utf-8") if isinstance(value, bytes) else value)
         for key, value in headers.items()
     ]
     headers.clear()

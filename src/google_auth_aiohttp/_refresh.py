@@ -58,6 +58,7 @@ class SharedRefresh:
             google.auth.exceptions.RefreshError: If the refresh failed.
             google.auth.exceptions.TransportError: If the token endpoint could not
                 be reached or the refresh took longer than ``timeout``.
+
         """
         task = self._task
         loop = asyncio.get_running_loop()
@@ -117,6 +118,7 @@ def shared_refresh_for(credentials: Any) -> SharedRefresh:
 
     Returns:
         SharedRefresh: The same object for every caller with these credentials.
+
     """
     try:
         shared = _SHARED.get(credentials)

@@ -24,7 +24,7 @@ from google_auth_aiohttp._middleware import (
     DEFAULT_REFRESH_STATUS_CODES,
     AuthMiddleware,
 )
-from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT
+from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT, client_timeout
 
 # aiohttp discourages subclassing ClientSession because its internals change;
 # this class overrides only public methods, so the warning is silenced for
@@ -73,6 +73,7 @@ with warnings.catch_warnings():
             TypeError: If ``credentials`` are not google-auth credentials.
             ValueError: If ``max_refresh_attempts`` or ``refresh_timeout`` is
                 negative.
+
         """
 
         ATTRS = aiohttp.ClientSession.ATTRS | frozenset(
@@ -105,9 +106,10 @@ with warnings.catch_warnings():
             self._auth = auth
             # google-auth's request() defaults to 180 s; a timeout given to the
             # session itself is taken as the caller's wish instead.
-            self._default_request_timeout: Any = kwargs.get(
-                "timeout", _DEFAULT_TIMEOUT
-            )
+            self._default_request_timeout: Any = kwargs.get("timeout", _DEFAULT_TIMEOUT)
+
+        async def __aenter__(self) -> AuthorizedSession:
+            return self
 
         @property
         def credentials(self) -> Any:
@@ -152,6 +154,7 @@ with warnings.catch_warnings():
             Raises:
                 RuntimeError: If the session is closed.
                 ValueError: If ``max_allowed_time`` is negative.
+
             """
             if self.closed:
                 raise RuntimeError(
@@ -164,8 +167,11 @@ with warnings.catch_warnings():
                     f"max_allowed_time must be None or 0 or more, not "
                     f"{max_allowed_time}."
                 )
-            if timeout is _DEFAULT_TIMEOUT:
-                timeout = self._default_request_timeout
+            request_timeout = (
+                self._default_request_timeout
+                if timeout is _DEFAULT_TIMEOUT
+                else client_timeout(timeout)
+            )
             middlewares = kwargs.get("middlewares")
             if middlewares is not None:
                 # Per-request middlewares replace the session's in aiohttp;
@@ -176,23 +182,19 @@ with warnings.catch_warnings():
                 url,
                 data=data,
                 headers=headers,
-                timeout=timeout,
+                timeout=request_timeout,
                 auto_decompress=auto_decompress,
                 **kwargs,
             )
             if max_allowed_time is None:
                 return call
-            return _RequestContextManager(
-                _within(call, max_allowed_time, method, url)
-            )
+            return _RequestContextManager(_within(call, max_allowed_time, method, url))
 
         def get(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
         ) -> _RequestContextManager:
             """Send an authorized GET request; see :meth:`request`."""
-            return self.request(
-                "GET", url, allow_redirects=allow_redirects, **kwargs
-            )
+            return self.request("GET", url, allow_redirects=allow_redirects, **kwargs)
 
         def options(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
@@ -206,9 +208,7 @@ with warnings.catch_warnings():
             self, url: str | URL, *, allow_redirects: bool = False, **kwargs: Any
         ) -> _RequestContextManager:
             """Send an authorized HEAD request; see :meth:`request`."""
-            return self.request(
-                "HEAD", url, allow_redirects=allow_redirects, **kwargs
-            )
+            return self.request("HEAD", url, allow_redirects=allow_redirects, **kwargs)
 
         def post(
             self, url: str | URL, *, data: Any = None, **kwargs: Any

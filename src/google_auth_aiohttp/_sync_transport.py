@@ -25,7 +25,7 @@ from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT, Request
 _LOOP_GRACE = 10.0
 
 
-class LoopResponse(google_transport.Response):  # type: ignore[misc]
+class LoopResponse(google_transport.Response):
     """A response read in full, in the form sync credentials expect."""
 
     __slots__ = ("_data", "_headers", "_status")
@@ -54,12 +54,13 @@ class LoopResponse(google_transport.Response):  # type: ignore[misc]
         return f"<LoopResponse [{self._status}]>"
 
 
-class LoopRequest(google_transport.Request):  # type: ignore[misc]
+class LoopRequest(google_transport.Request):
     """A sync transport for worker threads that sends through the event loop.
 
     Args:
         request (google_auth_aiohttp.Request): The async transport to use.
         loop (asyncio.AbstractEventLoop): The loop ``request``'s session runs on.
+
     """
 
     __slots__ = ("_loop", "_request")
@@ -95,6 +96,7 @@ class LoopRequest(google_transport.Request):  # type: ignore[misc]
                 event loop is closed or does not answer.
             RuntimeError: If called on the event loop's own thread, where it
                 would block the loop it waits for.
+
         """
         try:
             running = asyncio.get_running_loop()

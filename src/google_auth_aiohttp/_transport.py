@@ -1,4 +1,4 @@
-"""google-auth's transport interface over aiohttp: :class:`Request` and :class:`Response`.
+"""google-auth's transport interface over aiohttp: Request and Response.
 
 Credentials call a :class:`Request` to reach token endpoints and metadata
 servers. This is the adapter google-auth's own
@@ -26,6 +26,20 @@ from google_auth_aiohttp._logging import LOGGER, safe_url
 _DEFAULT_TIMEOUT = 180
 """Seconds a request may take, as in google-auth's aiohttp transport."""
 
+_DEFAULT_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=_DEFAULT_TIMEOUT)
+
+
+def client_timeout(
+    timeout: float | aiohttp.ClientTimeout | None,
+) -> aiohttp.ClientTimeout:
+    """Return ``timeout`` (seconds in all, or None for none) as a ClientTimeout."""
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        return timeout
+    if timeout == _DEFAULT_TIMEOUT:
+        return _DEFAULT_CLIENT_TIMEOUT
+    return aiohttp.ClientTimeout(total=timeout)
+
+
 #: True while credentials make their own requests (token endpoints, metadata
 #: servers): an auth middleware on the session lets those pass unauthorized,
 #: which also keeps a refresh from waiting on itself.
@@ -34,7 +48,7 @@ credentials_request: ContextVar[bool] = ContextVar(
 )
 
 
-class Response(google_transport.Response):  # type: ignore[misc]
+class Response(google_transport.Response):
     """An HTTP response, in the form google-auth's credentials read.
 
     The body is kept as the server sent it: :meth:`raw_content` returns those
@@ -42,6 +56,7 @@ class Response(google_transport.Response):  # type: ignore[misc]
 
     Args:
         response (aiohttp.ClientResponse): The aiohttp response to wrap.
+
     """
 
     __slots__ = ("_raw", "_response")
@@ -78,11 +93,12 @@ class Response(google_transport.Response):  # type: ignore[misc]
 
         Raises:
             google.auth.exceptions.TransportError: If the body cannot be read.
+
         """
         if self._raw is None:
             try:
                 self._raw = await self._response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError) as caught:
+            except (TimeoutError, aiohttp.ClientError) as caught:
                 raise _transport_error(
                     self._response.method, self._response.url, caught, "reading"
                 ) from caught
@@ -100,6 +116,7 @@ class Response(google_transport.Response):  # type: ignore[misc]
         Raises:
             google.auth.exceptions.TransportError: If the body cannot be read or
                 decoded.
+
         """
         raw = await self.raw_content()
         return decode_body(raw, self._response.headers.get("Content-Encoding"))
@@ -108,7 +125,7 @@ class Response(google_transport.Response):  # type: ignore[misc]
         return f"<Response [{self.status} {self.reason}]>"
 
 
-class Request(google_transport.Request):  # type: ignore[misc]
+class Request(google_transport.Request):
     """Makes HTTP requests for credentials, through an aiohttp session.
 
     Use it to refresh async credentials yourself; :class:`AuthorizedSession`
@@ -130,6 +147,7 @@ class Request(google_transport.Request):  # type: ignore[misc]
         TypeError: If ``session`` is not an :class:`aiohttp.ClientSession`.
 
     .. automethod:: __call__
+
     """
 
     def __init__(self, session: aiohttp.ClientSession | None = None) -> None:
@@ -170,6 +188,7 @@ class Request(google_transport.Request):  # type: ignore[misc]
             google.auth.exceptions.TransportError: If the request failed or
                 timed out, or this object or its session is closed; the original
                 exception is its ``__cause__``.
+
         """
         if self._closed:
             raise exceptions.TransportError(
@@ -192,9 +211,14 @@ class Request(google_transport.Request):  # type: ignore[misc]
         marker = credentials_request.set(True)
         try:
             response = await session.request(
-                method, url, data=body, headers=headers, timeout=timeout, **kwargs
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=client_timeout(timeout),
+                **kwargs,
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as caught:
+        except (TimeoutError, aiohttp.ClientError) as caught:
             raise _transport_error(method, url, caught, "sending") from caught
         finally:
             credentials_request.reset(marker)

@@ -89,6 +89,7 @@ class GoogleEmulator:
         token_error (Optional[str]): When set, the token endpoint refuses every
             request with this OAuth error code (for example ``"invalid_grant"``).
         token_lifetime (int): See above; may be changed while running.
+
     """
 
     def __init__(self, *, token_lifetime: int = 3600, host: str = "127.0.0.1"):
@@ -129,6 +130,7 @@ class GoogleEmulator:
 
         Returns:
             str: The absolute URL.
+
         """
         return f"{self.url}/api/{path.lstrip('/')}"
 
@@ -143,6 +145,7 @@ class GoogleEmulator:
         Returns:
             Mapping[str, str]: Service-account key info, as in a JSON key file,
             for ``Credentials.from_service_account_info``.
+
         """
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric import rsa
@@ -179,6 +182,7 @@ class GoogleEmulator:
             Mapping[str, str]: Authorized-user info, as ``gcloud auth
             application-default login`` writes it, for
             ``Credentials.from_authorized_user_info``.
+
         """
         client_id = f"{secrets.token_hex(8)}.apps.emulator.test"
         client = _Client(
@@ -281,6 +285,7 @@ class GoogleEmulator:
             assertion (str): The JWT.
             audience (Any): The accepted audiences: by default the token
                 endpoint's; ``_ANY_AUDIENCE`` leaves the check to the caller.
+
         """
         from google.auth import exceptions, jwt
 
