@@ -19,8 +19,9 @@ from typing import Any
 
 import aiohttp
 from google.auth import credentials as sync_credentials
-from google.auth import jwt
+from google.auth import jwt, metrics
 from google.auth.aio import credentials as aio_credentials
+from google.auth.credentials import TokenState
 
 from google_auth_aiohttp._sync_transport import LoopRequest
 from google_auth_aiohttp._transport import Request
@@ -38,10 +39,11 @@ _NEVER_REFRESH = (
 class CredentialsAdapter:
     """The auth flow's view of one credentials object.
 
-    Subclasses adapt one family. The flow asks three things: whether it must
-    wait for a refresh before sending (:meth:`needs_refresh`), to refresh
-    (:meth:`refresh`, which the flow makes sure runs once for all waiters), and
-    to put the credentials' headers on a request (:meth:`apply`).
+    Subclasses adapt one family. The flow asks three things: the token's state
+    (:meth:`token_state`: fresh, stale but usable while a refresh runs in the
+    background, or unusable), to refresh (:meth:`refresh`, which the flow makes
+    sure runs once for all waiters), and to put the credentials' headers on a
+    request (:meth:`apply`).
 
     Args:
         credentials (Any): The google-auth credentials to adapt.
@@ -61,9 +63,12 @@ class CredentialsAdapter:
         """The token the credentials hold now (compared, never logged)."""
         return self.credentials.token
 
-    def needs_refresh(self) -> bool:
-        """Return True if the token is missing or expired."""
-        return not self.credentials.valid
+    def token_state(self) -> TokenState:
+        """Return whether the token is fresh, stale (usable) or invalid."""
+        if not self.can_refresh:
+            return TokenState.FRESH
+        state: TokenState = self.credentials.token_state
+        return state
 
     def transport_for(self, session: aiohttp.ClientSession) -> Any:
         """Return the request object this family refreshes with, over ``session``."""
@@ -74,9 +79,24 @@ class CredentialsAdapter:
         raise NotImplementedError
 
     async def apply(
-        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+        self,
+        request: Any,
+        method: str,
+        url: str,
+        headers: MutableMapping[str, str],
+        stale: bool = False,
     ) -> None:
-        """Add the credentials' headers (token, quota project, …) to ``headers``."""
+        """Add the credentials' headers (token, quota project, …) to ``headers``.
+
+        Args:
+            request (Any): The transport ``before_request`` may use.
+            method (str): The request's method.
+            url (str): The request's URL.
+            headers (MutableMapping[str, str]): The headers to add to.
+            stale (bool): The token is stale and a refresh is under way:
+                apply it as it is. google-auth's ``before_request`` would
+                refresh first, since it counts a stale token as expired.
+        """
         raise NotImplementedError
 
 
@@ -98,10 +118,18 @@ class LegacyAsyncAdapter(CredentialsAdapter):
             await result
 
     async def apply(
-        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+        self,
+        request: Any,
+        method: str,
+        url: str,
+        headers: MutableMapping[str, str],
+        stale: bool = False,
     ) -> None:
         """Add the credentials' headers to ``headers``."""
-        await self.credentials.before_request(request, method, url, headers)
+        if stale:
+            self.credentials.apply(headers)
+        else:
+            await self.credentials.before_request(request, method, url, headers)
 
 
 class AioAdapter(CredentialsAdapter):
@@ -114,9 +142,11 @@ class AioAdapter(CredentialsAdapter):
 
     __slots__ = ()
 
-    def needs_refresh(self) -> bool:
-        """Return True if refreshable credentials hold no token yet."""
-        return self.can_refresh and self.credentials.token is None
+    def token_state(self) -> TokenState:
+        """Return INVALID if refreshable credentials hold no token yet."""
+        if self.can_refresh and self.credentials.token is None:
+            return TokenState.INVALID
+        return TokenState.FRESH
 
     def transport_for(self, session: aiohttp.ClientSession) -> Any:
         """Return google-auth's aio aiohttp Request over ``session``."""
@@ -129,7 +159,12 @@ class AioAdapter(CredentialsAdapter):
         await self.credentials.refresh(request)
 
     async def apply(
-        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+        self,
+        request: Any,
+        method: str,
+        url: str,
+        headers: MutableMapping[str, str],
+        stale: bool = False,
     ) -> None:
         """Add the credentials' headers to ``headers``."""
         await self.credentials.before_request(request, method, url, headers)
@@ -164,15 +199,28 @@ class SyncAdapter(CredentialsAdapter):
         await asyncio.to_thread(self.credentials.refresh, self._sync_request(request))
 
     async def apply(
-        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+        self,
+        request: Any,
+        method: str,
+        url: str,
+        headers: MutableMapping[str, str],
+        stale: bool = False,
     ) -> None:
         """Add the credentials' headers to ``headers``."""
+        credentials = self.credentials
+        if stale:
+            # What before_request adds, without its refresh.
+            usage = getattr(credentials, "_metric_header_for_usage", None)
+            if usage is not None:
+                metrics.add_metric_header(headers, usage())
+            credentials.apply(headers)
+            return
         sync_request = self._sync_request(request)
-        if self.credentials.valid:
-            self.credentials.before_request(sync_request, method, url, headers)
+        if credentials.valid:
+            credentials.before_request(sync_request, method, url, headers)
         else:  # expired since the flow checked: before_request will refresh
             await asyncio.to_thread(
-                self.credentials.before_request, sync_request, method, url, headers
+                credentials.before_request, sync_request, method, url, headers
             )
 
 

@@ -7,7 +7,8 @@ installs an :class:`AuthMiddleware` as its first middleware; users of a plain
 1. leaves it alone if credentials are making it (to reach a token endpoint),
    or if it is a redirect to another origin than the one the caller asked for
    (aiohttp runs middlewares again on every redirect hop);
-2. waits for a shared refresh if the token is missing or expired;
+2. waits for a shared refresh if the token is missing or expired, or starts
+   one in the background if it is about to expire (it is still used meanwhile);
 3. puts the credentials' headers on the request (aiohttp has already copied
    the caller's headers into it, so the caller's object is never touched);
 4. sends it, and on a status in ``refresh_status_codes`` releases the
@@ -26,6 +27,7 @@ from typing import Any
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from google.auth import transport as google_transport
+from google.auth.credentials import TokenState
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -177,9 +179,15 @@ class AuthMiddleware:
         transport = self._transport(request.session)
         method = request.method
         url_str = str(url)
-        if adapter.needs_refresh():
+        state = adapter.token_state()
+        if state is TokenState.STALE:
+            # Still valid: use it, and get the next one without anybody waiting.
+            self._shared_refresh.start(adapter, transport, self._refresh_timeout)
+        elif state is TokenState.INVALID:
             await self._shared_refresh.run(adapter, transport, self._refresh_timeout)
-        await adapter.apply(transport, method, url_str, request.headers)
+        await adapter.apply(
+            transport, method, url_str, request.headers, state is TokenState.STALE
+        )
         sent_token = adapter.token
         response = await handler(request)
 

@@ -7,6 +7,10 @@ and a caller that is cancelled (or hits its deadline) stops waiting without
 cancelling the refresh the others still need. A failure reaches every waiter
 and is forgotten, so the next call tries again.
 
+A stale token (close to expiry, still valid) is refreshed in the background
+(:meth:`SharedRefresh.start`) while requests go on using it; if that refresh
+fails, the failure is logged and the next attempt waits a little.
+
 There is one :class:`SharedRefresh` per credentials object, whichever sessions
 and middlewares use it (:func:`shared_refresh_for`).
 """
@@ -14,6 +18,7 @@ and middlewares use it (:func:`shared_refresh_for`).
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from typing import Any
 
@@ -25,14 +30,38 @@ from google_auth_aiohttp._transport import credentials_request
 
 _UNSET: Any = object()
 
+#: Seconds between background refreshes after one failed. Callers whose token
+#: has expired do not wait for this: they refresh at once.
+BACKGROUND_RETRY_DELAY = 5.0
+
 
 class SharedRefresh:
     """Single-flight refreshes of one credentials object."""
 
-    __slots__ = ("__weakref__", "_task")
+    __slots__ = ("__weakref__", "_retry_background_at", "_task")
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
+        self._retry_background_at = 0.0
+
+    def start(
+        self, adapter: CredentialsAdapter, request: Any, timeout: float | None
+    ) -> None:
+        """Start a background refresh unless one is under way or just failed.
+
+        Args:
+            adapter (CredentialsAdapter): The credentials to refresh.
+            request (Any): The transport the refresh uses.
+            timeout (Optional[float]): Seconds the refresh may take.
+        """
+        if self._task is not None or time.monotonic() < self._retry_background_at:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._refresh(adapter, request, timeout)
+        )
+        self._task = task
+        task.add_done_callback(self._forget)
+        task.add_done_callback(self._after_background)
 
     async def run(
         self,
@@ -80,6 +109,17 @@ class SharedRefresh:
         if self._task is task:
             self._task = None
         _retrieve(task)
+
+    def _after_background(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        self._retry_background_at = time.monotonic() + BACKGROUND_RETRY_DELAY
+        LOGGER.warning(
+            "Background refresh failed; the current token is still valid, the "
+            "next attempt is in %ss: %s",
+            BACKGROUND_RETRY_DELAY,
+            task.exception(),
+        )
 
     @staticmethod
     async def _refresh(

@@ -1,0 +1,128 @@
+"""A stale token keeps working while one refresh runs; sync refreshes never block."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from google.auth import exceptions
+from google.auth.credentials import TokenState
+from google.oauth2 import _service_account_async, service_account
+
+from google_auth_aiohttp import AuthorizedSession
+from google_auth_aiohttp.testing import GoogleEmulator
+
+from .conftest import SCOPE, expire
+
+
+def _make_stale(credentials: Any) -> None:
+    # google-auth counts a token as stale in the 3 min 45 s before its expiry.
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    credentials.expiry = now + datetime.timedelta(seconds=60)
+    assert credentials.token_state is TokenState.STALE
+
+
+@pytest.fixture(params=["async", "sync"])
+def any_credentials(request: Any, service_account_info: dict[str, str]) -> Any:
+    family: Any = {
+        "async": _service_account_async.Credentials,
+        "sync": service_account.Credentials,
+    }[request.param]
+    return family.from_service_account_info(service_account_info, scopes=[SCOPE])
+
+
+async def _get(session: AuthorizedSession, url: str) -> int:
+    async with session.get(url) as response:
+        return response.status
+
+
+async def test_stale_token_is_refreshed_in_the_background(
+    google: GoogleEmulator, any_credentials: Any
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with AuthorizedSession(any_credentials) as session:
+        assert await _get(session, google.api_url("warm")) == 200
+        old_token = any_credentials.token
+        _make_stale(any_credentials)
+        google.token_delay = 1.0
+        started = loop.time()
+        statuses = await asyncio.gather(
+            *(_get(session, google.api_url(f"s{i}")) for i in range(50))
+        )
+        elapsed = loop.time() - started
+        assert set(statuses) == {200}
+        assert elapsed < 0.5  # nobody waited for the 1 s token request
+        assert any_credentials.token == old_token
+        await asyncio.sleep(1.3)
+        assert any_credentials.token != old_token
+        assert any_credentials.token_state is TokenState.FRESH
+        assert await _get(session, google.api_url("after")) == 200
+    assert google.token_requests == 2
+
+
+async def test_failed_background_refresh_is_logged_not_raised(
+    google: GoogleEmulator, any_credentials: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with AuthorizedSession(any_credentials) as session:
+        assert await _get(session, google.api_url("warm")) == 200
+        _make_stale(any_credentials)
+        google.token_error = "invalid_grant"
+        for _ in range(5):
+            assert await _get(session, google.api_url("stale")) == 200
+            await asyncio.sleep(0.05)
+        # One attempt, then a pause before the next one.
+        assert google.token_requests == 2
+        assert "Background refresh failed" in caplog.text
+        assert caplog.records[-1].levelno == logging.WARNING
+        # Once the token has expired, the failure reaches the caller.
+        expire(any_credentials)
+        with pytest.raises(exceptions.RefreshError, match="invalid_grant"):
+            await session.get(google.api_url("expired"))
+
+
+class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
+    submitted = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        self.submitted += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_sync_refresh_never_blocks_the_loop_and_fresh_tokens_use_no_thread(
+    google: GoogleEmulator, service_account_info: dict[str, str]
+) -> None:
+    credentials = service_account.Credentials.from_service_account_info(
+        service_account_info, scopes=[SCOPE]
+    )
+    loop = asyncio.get_running_loop()
+    executor = _CountingExecutor(max_workers=4)
+    loop.set_default_executor(executor)
+    google.token_delay = 0.5
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - before - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    async with AuthorizedSession(credentials) as session:
+        statuses = await asyncio.gather(
+            *(_get(session, google.api_url(f"c{i}")) for i in range(20))
+        )
+        assert set(statuses) == {200}
+        refreshes = executor.submitted
+        assert refreshes == 1  # the one refresh, in a worker thread
+        for i in range(100):
+            assert await _get(session, google.api_url(f"f{i}")) == 200
+        assert executor.submitted == refreshes  # no thread while fresh
+    tick.cancel()
+    assert len(lags) > 30  # the ticker ran all through the 0.5 s refresh
+    assert max(lags) < 0.05
+    assert google.token_requests == 1
