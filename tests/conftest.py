@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import os
+import socket
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +19,35 @@ from google_auth_aiohttp.testing import GoogleEmulator
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+# google-auth reads where the GCE metadata server is when it first imports
+# google.auth.compute_engine, so this is set before any test runs. It also
+# keeps every metadata probe on 127.0.0.1: nothing may reach 169.254.169.254.
+GCE_PORT = _free_port()
+os.environ["GCE_METADATA_HOST"] = f"127.0.0.1:{GCE_PORT}"
+os.environ["GCE_METADATA_IP"] = f"127.0.0.1:{GCE_PORT}"
+os.environ["GCE_METADATA_DETECT_RETRIES"] = "1"
+# Application Default Credentials come only from what a test sets up.
+os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
+os.environ["CLOUDSDK_CONFIG"] = tempfile.mkdtemp(prefix="gcloud-config-")
+
+
 @pytest.fixture
 async def google() -> AsyncIterator[GoogleEmulator]:
     async with GoogleEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def gce() -> AsyncIterator[GoogleEmulator]:
+    """The emulator on the port google-auth expects the metadata server at."""
+    async with GoogleEmulator(port=GCE_PORT) as emulator:
         yield emulator
 
 

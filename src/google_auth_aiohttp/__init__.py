@@ -13,6 +13,7 @@ A drop-in replacement for google-auth's ``google.auth.transport._aiohttp_request
 ``aiohttp.ClientSession(middlewares=[...])``.
 """
 
+from google_auth_aiohttp._default import default
 from google_auth_aiohttp._middleware import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
@@ -30,4 +31,5 @@ __all__ = [
     "Request",
     "Response",
     "__version__",
+    "default",
 ]

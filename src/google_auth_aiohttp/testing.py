@@ -24,11 +24,14 @@ No network access and no Google account are needed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import datetime
 import gzip
 import json
 import secrets
 import time
 import types
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +41,7 @@ __all__ = ["GoogleEmulator", "IssuedToken"]
 
 _JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _REFRESH_TOKEN = "refresh_token"
+_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 _ANY_AUDIENCE: Any = object()
 # google-auth addresses service-account assertions to Google's token endpoint
 # whatever the key's token_uri; Google accepts that audience, and so do we.
@@ -72,15 +76,30 @@ class _State:
     keys: dict[str, _Key] = field(default_factory=dict)
     clients: dict[str, _Client] = field(default_factory=dict)
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
+    external_tokens: set[str] = field(default_factory=set)
 
 
 class GoogleEmulator:
     """An async context manager serving Google-like auth endpoints locally.
 
+    For impersonated credentials it serves IAM's ``generateAccessToken``
+    (:meth:`iam_url`), and for workload identity federation an STS token
+    exchange (:attr:`sts_url`) that accepts the subject tokens of
+    :meth:`external_subject_token` and AWS-signed ``GetCallerIdentity``
+    requests (their signature unchecked).
+
+    It also serves a GCE metadata server (the instance's default service
+    account, its tokens, the project ID). google-auth finds it through
+    ``GCE_METADATA_HOST`` and ``GCE_METADATA_IP``, which it reads when
+    ``google.auth.compute_engine`` is first imported: set them to
+    ``127.0.0.1:PORT`` first, and pass the same ``port`` here.
+
     Args:
         token_lifetime (int): The ``expires_in`` of issued tokens, in seconds.
             google-auth treats a token as expired 3 min 45 s before that.
         host (str): The address to listen on.
+        port (int): The port to listen on; 0 picks a free one.
+        project_id (str): The project the metadata server reports.
 
     Attributes:
         token_requests (int): Token requests received, granted or not.
@@ -92,8 +111,19 @@ class GoogleEmulator:
 
     """
 
-    def __init__(self, *, token_lifetime: int = 3600, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        *,
+        token_lifetime: int = 3600,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        project_id: str = "emulator-project",
+    ):
         self.token_lifetime = token_lifetime
+        self.project_id = project_id
+        self.gce_service_account = f"vm-default@{project_id}.iam.gserviceaccount.com"
+        self._port = port
+        self._id_signer: Any = None
         self.token_delay = 0.0
         self.token_error: str | None = None
         self.token_requests = 0
@@ -114,6 +144,36 @@ class GoogleEmulator:
     def token_uri(self) -> str:
         """str: The OAuth 2.0 token endpoint."""
         return f"{self.url}/token"
+
+    @property
+    def sts_url(self) -> str:
+        """str: The STS token exchange, an external account's ``token_url``."""
+        return f"{self.url}/v1/token"
+
+    def iam_url(self, service_account_email: str) -> str:
+        """Return the ``generateAccessToken`` URL for impersonating an account.
+
+        Args:
+            service_account_email (str): The account to impersonate.
+
+        Returns:
+            str: A URL for ``iam_endpoint_override``.
+        """
+        return (
+            f"{self.url}/v1/projects/-/serviceAccounts/"
+            f"{service_account_email}:generateAccessToken"
+        )
+
+    def external_subject_token(self) -> str:
+        """Create a token of an external identity provider that STS accepts.
+
+        Returns:
+            str: A subject token, for a workload identity federation
+            credential source (a file, an executable's output…).
+        """
+        token = f"external-{secrets.token_urlsafe(24)}"
+        self._state.external_tokens.add(token)
+        return token
 
     def api_url(self, path: str = "") -> str:
         """Return the URL of ``path`` on the protected API.
@@ -148,9 +208,9 @@ class GoogleEmulator:
 
         """
         from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric import rsa
 
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private_pem = _private_pem()
+        key = serialization.load_pem_private_key(private_pem.encode(), None)
         key_id = secrets.token_hex(20)
         email = f"sa-{key_id[:8]}@{project_id}.iam.gserviceaccount.com"
         self._state.keys[key_id] = _Key(
@@ -160,11 +220,6 @@ class GoogleEmulator:
                 serialization.PublicFormat.SubjectPublicKeyInfo,
             ),
         )
-        private_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
         return {
             "type": "service_account",
             "project_id": project_id,
@@ -204,6 +259,14 @@ class GoogleEmulator:
         """Mapping[str, IssuedToken]: Every token issued so far."""
         return self._state.tokens
 
+    def revoke(self, token: str) -> None:
+        """Revoke one token: the API answers 401 to it.
+
+        Args:
+            token (str): An access or ID token the emulator issued.
+        """
+        self._state.tokens[token].revoked = True
+
     def revoke_all(self) -> None:
         """Revoke every token issued so far: the API answers 401 to them."""
         for token in self._state.tokens.values():
@@ -213,10 +276,16 @@ class GoogleEmulator:
         """Start serving on a free port."""
         app = web.Application()
         app.router.add_post("/token", self._token)
+        app.router.add_post("/v1/token", self._sts)
+        app.router.add_post(
+            "/v1/projects/-/serviceAccounts/{name}", self._generate_access_token
+        )
         app.router.add_route("*", "/api/{tail:.*}", self._api)
+        app.router.add_get("/", self._metadata_ping)
+        app.router.add_get("/computeMetadata/v1/{path:.*}", self._metadata)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, 0)
+        site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
         port = self._runner.addresses[0][1]
         self._url = f"http://{self._host}:{port}"
@@ -239,13 +308,144 @@ class GoogleEmulator:
     ) -> None:
         await self.close()
 
-    async def _token(self, request: web.Request) -> web.Response:
+    def _issue(self, subject: str, scopes: tuple[str, ...]) -> dict[str, Any]:
+        token = secrets.token_urlsafe(32)
+        self._state.tokens[token] = IssuedToken(
+            subject=subject,
+            scopes=scopes,
+            expires_at=time.monotonic() + self.token_lifetime,
+        )
+        return {
+            "access_token": token,
+            "expires_in": self.token_lifetime,
+            "token_type": "Bearer",
+            "scope": " ".join(scopes),
+        }
+
+    def _id_token(self, subject: str, audience: str) -> str:
+        """Issue a signed OpenID Connect ID token, which the API accepts too."""
+        from google.auth import crypt, jwt
+
+        if self._id_signer is None:
+            self._id_signer = crypt.RSASigner.from_string(_private_pem(), "emulator")
+        now = int(time.time())
+        token: bytes = jwt.encode(
+            self._id_signer,
+            {
+                "iss": self.url,
+                "sub": subject,
+                "email": subject,
+                "aud": audience,
+                "iat": now,
+                "exp": now + self.token_lifetime,
+            },
+        )
+        id_token = token.decode()
+        self._state.tokens[id_token] = IssuedToken(
+            subject=subject,
+            scopes=(),
+            expires_at=time.monotonic() + self.token_lifetime,
+        )
+        return id_token
+
+    async def _metadata_ping(self, request: web.Request) -> web.Response:
+        if request.headers.get("Metadata-Flavor") != "Google":
+            return web.Response(status=403)
+        return web.Response(text="ok", headers={"Metadata-Flavor": "Google"})
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        if request.headers.get("Metadata-Flavor") != "Google":
+            return web.Response(status=403, text="Missing Metadata-Flavor header.")
+        flavor = {"Metadata-Flavor": "Google"}
+        path = request.match_info["path"].rstrip("/")
+        accounts = "instance/service-accounts/"
+        if path == "project/project-id":
+            return web.Response(text=self.project_id, headers=flavor)
+        if path == "universe/universe-domain":
+            return web.Response(text="googleapis.com", headers=flavor)
+        if path.startswith(accounts):
+            account, _, leaf = path[len(accounts) :].partition("/")
+            if account not in ("default", self.gce_service_account):
+                return web.Response(status=404, headers=flavor)
+            if leaf == "":
+                return web.json_response(
+                    {
+                        "email": self.gce_service_account,
+                        "aliases": ["default"],
+                        "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+                    },
+                    headers=flavor,
+                )
+            if leaf == "token":
+                self.token_requests += 1
+                if self.token_delay:
+                    await asyncio.sleep(self.token_delay)
+                if self.token_error is not None:
+                    return web.Response(status=500, text=self.token_error)
+                scopes = tuple(request.query.get("scopes", "").split(","))
+                issued = self._issue(self.gce_service_account, scopes)
+                del issued["scope"]
+                return web.json_response(issued, headers=flavor)
+        return web.Response(status=404, headers=flavor)
+
+    async def _refuse(self) -> web.Response | None:
+        """Count a token request, wait ``token_delay``, apply ``token_error``."""
         self.token_requests += 1
         if self.token_delay:
             await asyncio.sleep(self.token_delay)
-        form = await request.post()
         if self.token_error is not None:
             return _oauth_error(self.token_error, "Refused by the emulator.")
+        return None
+
+    async def _sts(self, request: web.Request) -> web.Response:
+        refused = await self._refuse()
+        if refused is not None:
+            return refused
+        form = await request.post()
+        if form.get("grant_type") != _TOKEN_EXCHANGE:
+            return _oauth_error("unsupported_grant_type", "Use token exchange.")
+        subject_token = str(form.get("subject_token", ""))
+        if not (
+            subject_token in self._state.external_tokens
+            or _is_signed_aws_request(subject_token)
+        ):
+            return _oauth_error("invalid_grant", "Unknown subject token.")
+        issued = self._issue(
+            f"principal://{form.get('audience', '')!s}",
+            tuple(str(form.get("scope", "")).split()),
+        )
+        issued["issued_token_type"] = "urn:ietf:params:oauth:token-type:access_token"
+        del issued["scope"]
+        return web.json_response(issued)
+
+    async def _generate_access_token(self, request: web.Request) -> web.Response:
+        refused = await self._refuse()
+        if refused is not None:
+            return refused
+        target, _, verb = request.match_info["name"].partition(":")
+        if verb != "generateAccessToken":
+            return web.json_response({"error": {"code": 404}}, status=404)
+        if self._authorized(request) is None:
+            return web.json_response(
+                {"error": {"code": 401, "status": "UNAUTHENTICATED"}}, status=401
+            )
+        body = await request.json()
+        issued = self._issue(target, tuple(body.get("scope", ())))
+        expire_time = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
+            seconds=self.token_lifetime
+        )
+        return web.json_response(
+            {
+                "accessToken": issued["access_token"],
+                "expireTime": expire_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+
+    async def _token(self, request: web.Request) -> web.Response:
+        refused = await self._refuse()
+        if refused is not None:
+            return refused
+        form = await request.post()
         grant_type = form.get("grant_type")
         if grant_type == _JWT_BEARER:
             try:
@@ -253,30 +453,24 @@ class GoogleEmulator:
             except ValueError as caught:
                 return _oauth_error("invalid_grant", str(caught))
             subject, scope = str(claims["iss"]), str(claims.get("scope", ""))
+            if "target_audience" in claims:  # an ID token is asked for
+                return web.json_response(
+                    {"id_token": self._id_token(subject, claims["target_audience"])}
+                )
         elif grant_type == _REFRESH_TOKEN:
-            client = self._state.clients.get(str(form.get("client_id")))
-            if client is None or client.secret != form.get("client_secret"):
+            client_id, secret = form.get("client_id"), form.get("client_secret")
+            if client_id is None:  # client authentication by HTTP Basic
+                basic = request.headers.get("Authorization", "").removeprefix("Basic ")
+                client_id, _, secret = base64.b64decode(basic).decode().partition(":")
+            client = self._state.clients.get(str(client_id))
+            if client is None or client.secret != secret:
                 return _oauth_error("invalid_client", "Unknown OAuth client.")
             if client.refresh_token != form.get("refresh_token"):
                 return _oauth_error("invalid_grant", "Bad refresh token.")
             subject, scope = client.subject, str(form.get("scope", ""))
         else:
             return _oauth_error("unsupported_grant_type", f"{grant_type!r}")
-        token = secrets.token_urlsafe(32)
-        scopes = tuple(scope.split())
-        self._state.tokens[token] = IssuedToken(
-            subject=subject,
-            scopes=scopes,
-            expires_at=time.monotonic() + self.token_lifetime,
-        )
-        return web.json_response(
-            {
-                "access_token": token,
-                "expires_in": self.token_lifetime,
-                "token_type": "Bearer",
-                "scope": " ".join(scopes),
-            }
-        )
+        return web.json_response(self._issue(subject, tuple(scope.split())))
 
     def _verify(self, assertion: str, audience: Any = None) -> dict[str, Any]:
         """Check a JWT's signature, issuer and expiry, and return its claims.
@@ -370,6 +564,34 @@ class GoogleEmulator:
             data = gzip.compress(data)
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=data, status=status, headers=headers)
+
+
+def _is_signed_aws_request(subject_token: str) -> bool:
+    """Whether a token is an AWS-signed GetCallerIdentity request.
+
+    That is what AWS external accounts present; its signature is not checked.
+    """
+    try:
+        signed = json.loads(urllib.parse.unquote(subject_token))
+        headers = {h["key"].lower(): h["value"] for h in signed["headers"]}
+    except (ValueError, KeyError, TypeError):
+        return False
+    return "GetCallerIdentity" in str(signed.get("url")) and headers.get(
+        "authorization", ""
+    ).startswith("AWS4-HMAC-SHA256 ")
+
+
+def _private_pem() -> str:
+    """Generate an RSA private key, PEM-encoded (PKCS#8), as Google issues them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
 
 
 def _oauth_error(error: str, description: str) -> web.Response:

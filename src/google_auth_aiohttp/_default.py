@@ -1,0 +1,69 @@
+"""``default()``: google-auth's Application Default Credentials, for asyncio.
+
+``google.auth.default()`` blocks: it reads files and, to find out whether it
+runs on Google Compute Engine, probes the metadata server over HTTP. This
+version runs it in a worker thread, with its HTTP sent through aiohttp on the
+event loop, so the loop keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+import google.auth
+
+from google_auth_aiohttp._sync_transport import LoopRequest
+from google_auth_aiohttp._transport import Request
+
+
+async def default(
+    scopes: Sequence[str] | None = None,
+    *,
+    quota_project_id: str | None = None,
+    default_scopes: Sequence[str] | None = None,
+) -> tuple[Any, str | None]:
+    """Find the Application Default Credentials, without blocking the loop.
+
+    The async counterpart of :func:`google.auth.default`, searching the same
+    places in the same order: ``GOOGLE_APPLICATION_CREDENTIALS``, the gcloud
+    CLI's credentials, then the metadata server of Compute Engine, GKE, Cloud
+    Run and App Engine. The credentials it returns work with
+    :class:`AuthorizedSession` and :class:`AuthMiddleware`::
+
+        credentials, project_id = await google_auth_aiohttp.default(
+            scopes=["https://www.googleapis.com/auth/cloud-platform"]
+        )
+        async with AuthorizedSession(credentials) as session:
+            ...
+
+    google-auth's Compute Engine module imports ``requests`` itself; where it
+    is not installed, google-auth skips the metadata server, as its own
+    ``default()`` does.
+
+    Args:
+        scopes (Optional[Sequence[str]]): The scopes to request.
+        quota_project_id (Optional[str]): The project to bill for quota.
+        default_scopes (Optional[Sequence[str]]): Scopes a client library asks
+            for when the user gives none.
+
+    Returns:
+        Tuple[google.auth.credentials.Credentials, Optional[str]]: The
+        credentials and the project ID, if one could be found.
+
+    Raises:
+        google.auth.exceptions.DefaultCredentialsError: If no credentials were
+            found, or they are malformed; its message says where to look.
+    """
+    async with aiohttp.ClientSession() as session:
+        request = LoopRequest(Request(session), asyncio.get_running_loop())
+        result: tuple[Any, str | None] = await asyncio.to_thread(
+            google.auth.default,
+            scopes=scopes,
+            request=request,
+            quota_project_id=quota_project_id,
+            default_scopes=default_scopes,
+        )
+    return result
