@@ -58,10 +58,24 @@ async def test_compute_engine_credentials_use_the_metadata_server_over_aiohttp(
     assert seen.count(token_path) == 3  # every metadata call went through aiohttp
 
 
-async def test_default_finds_compute_engine_credentials(gce: GoogleEmulator) -> None:
+async def test_default_finds_compute_engine_credentials_without_blocking(
+    gce: GoogleEmulator,
+) -> None:
     from google.auth import compute_engine
 
+    loop = asyncio.get_running_loop()
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.005)
+            lags.append(loop.time() - before - 0.005)
+
+    tick = asyncio.create_task(ticker())
     credentials, project_id = await google_auth_aiohttp.default(scopes=[SCOPE])
+    tick.cancel()
+    assert lags and max(lags) < 0.05
     assert isinstance(credentials, compute_engine.Credentials)
     assert project_id == gce.project_id
     async with AuthorizedSession(credentials) as session:
@@ -90,7 +104,9 @@ async def test_default_reads_google_application_credentials(
 
 async def test_default_without_credentials_says_where_it_looked() -> None:
     # No key file, no gcloud credentials, and nothing on the metadata port.
-    with pytest.raises(exceptions.DefaultCredentialsError, match="default"):
+    with pytest.raises(
+        exceptions.DefaultCredentialsError, match="Application Default Credentials"
+    ):
         await google_auth_aiohttp.default()
 
 
@@ -233,3 +249,26 @@ async def test_id_token_credentials(
     )
     await _exercise(google, credentials)
     assert credentials.token.count(".") == 2  # a JWT
+
+
+async def test_failed_sync_refresh_reaches_every_waiter_and_is_retried(
+    google: GoogleEmulator, service_account_info: dict[str, str]
+) -> None:
+    from google.oauth2 import service_account
+
+    credentials = service_account.Credentials.from_service_account_info(
+        service_account_info, scopes=[SCOPE]
+    )
+    google.token_error = "invalid_grant"
+    google.token_delay = 0.1
+    async with AuthorizedSession(credentials) as session:
+        results = await asyncio.gather(
+            *(session.get(google.api_url("f")) for _ in range(30)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, exceptions.RefreshError) for r in results)
+        assert "invalid_grant" in str(results[0])
+        assert google.token_requests == 1
+        google.token_error = None
+        assert await _statuses(session, google.api_url("ok"), 1) == {200}
+    assert google.token_requests == 2
