@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 import socket
@@ -10,10 +11,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
-from google.oauth2 import _service_account_async
+from google.oauth2 import _service_account_async, service_account
 
+from google_auth_aiohttp import AuthorizedSession
 from google_auth_aiohttp.testing import GoogleEmulator
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -62,6 +65,55 @@ def credentials(service_account_info: dict[str, str]) -> Any:
     return _service_account_async.Credentials.from_service_account_info(
         service_account_info, scopes=[SCOPE]
     )
+
+
+@pytest.fixture(params=["async", "sync"])
+def any_credentials(request: Any, service_account_info: dict[str, str]) -> Any:
+    """Service-account credentials of both families, legacy async and sync."""
+    family: Any = {
+        "async": _service_account_async.Credentials,
+        "sync": service_account.Credentials,
+    }[request.param]
+    return family.from_service_account_info(service_account_info, scopes=[SCOPE])
+
+
+def trace_paths() -> tuple[aiohttp.TraceConfig, list[str]]:
+    """A trace config for a session, and the paths it sees requested."""
+    paths: list[str] = []
+
+    async def on_start(session: Any, context: Any, params: Any) -> None:
+        paths.append(params.url.path)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    return trace, paths
+
+
+async def statuses(session: aiohttp.ClientSession, url: str, count: int) -> set[int]:
+    """GET ``url`` + 0, 1, … ``count`` times concurrently; return the statuses."""
+
+    async def one(i: int) -> int:
+        async with session.get(f"{url}{i}") as response:
+            return response.status
+
+    return set(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def exercise(google: GoogleEmulator, credentials: Any, **kwargs: Any) -> None:
+    """The promises every family keeps.
+
+    A request works; a revoked token is refreshed once; 100 concurrent calls
+    with an expired token make one token request.
+    """
+    async with AuthorizedSession(credentials, **kwargs) as session:
+        assert await statuses(session, google.api_url("first"), 1) == {200}
+        issued = google.token_requests
+        google.revoke(str(credentials.token))
+        assert await statuses(session, google.api_url("revoked"), 1) == {200}
+        assert google.token_requests == issued + 1
+        expire(credentials)
+        assert await statuses(session, google.api_url("expired"), 100) == {200}
+        assert google.token_requests == issued + 2
 
 
 def expire(credentials: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from google.auth import exceptions
 from google.auth.credentials import TokenState
-from google.oauth2 import _service_account_async, service_account
+from google.oauth2 import service_account
 
 from google_auth_aiohttp import AuthorizedSession
 from google_auth_aiohttp.testing import GoogleEmulator
@@ -25,15 +25,6 @@ def _make_stale(credentials: Any) -> None:
     now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     credentials.expiry = now + datetime.timedelta(seconds=60)
     assert credentials.token_state is TokenState.STALE
-
-
-@pytest.fixture(params=["async", "sync"])
-def any_credentials(request: Any, service_account_info: dict[str, str]) -> Any:
-    family: Any = {
-        "async": _service_account_async.Credentials,
-        "sync": service_account.Credentials,
-    }[request.param]
-    return family.from_service_account_info(service_account_info, scopes=[SCOPE])
 
 
 async def _get(session: AuthorizedSession, url: str) -> int:

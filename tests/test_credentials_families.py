@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
@@ -14,7 +13,7 @@ from google.oauth2 import _credentials_async as oauth2_async
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession, Request
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, Recorder, expire
+from .conftest import SCOPE, Recorder, exercise
 
 
 async def _status(session: aiohttp.ClientSession, url: str) -> int:
@@ -36,24 +35,16 @@ def user_credentials(google: GoogleEmulator) -> Any:
     )
 
 
-async def test_authorized_user_credentials_refresh_and_share(
+async def test_async_service_account_credentials(
+    google: GoogleEmulator, credentials: Any
+) -> None:
+    await exercise(google, credentials)
+
+
+async def test_authorized_user_credentials(
     google: GoogleEmulator, user_credentials: Any
 ) -> None:
-    async with AuthorizedSession(user_credentials) as session:
-        statuses = await asyncio.gather(
-            *(_status(session, google.api_url(f"u{i}")) for i in range(100))
-        )
-        assert set(statuses) == {200}
-        assert google.token_requests == 1
-        google.revoke_all()
-        assert await _status(session, google.api_url("revoked")) == 200
-        assert google.token_requests == 2
-        expire(user_credentials)
-        statuses = await asyncio.gather(
-            *(_status(session, google.api_url(f"e{i}")) for i in range(100))
-        )
-    assert set(statuses) == {200}
-    assert google.token_requests == 3
+    await exercise(google, user_credentials)
 
 
 async def test_self_signed_jwt_credentials_need_no_token_request(
@@ -110,22 +101,3 @@ async def test_anonymous_credentials_send_nothing(
         assert await _status(session, f"{other_origin.url}/anon") == 200
     assert all("authorization" not in r["headers"] for r in other_origin.requests)
     assert len(other_origin.requests) == 2
-
-
-async def test_sync_service_account_credentials_refresh_in_a_thread(
-    google: GoogleEmulator, service_account_info: dict[str, str]
-) -> None:
-    from google.oauth2 import service_account
-
-    credentials = service_account.Credentials.from_service_account_info(
-        service_account_info, scopes=[SCOPE]
-    )
-    async with AuthorizedSession(credentials) as session:
-        statuses = await asyncio.gather(
-            *(_status(session, google.api_url(f"s{i}")) for i in range(100))
-        )
-        assert set(statuses) == {200}
-        assert google.token_requests == 1
-        google.revoke_all()
-        assert await _status(session, google.api_url("revoked")) == 200
-    assert google.token_requests == 2

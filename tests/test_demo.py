@@ -6,13 +6,17 @@ import subprocess
 import sys
 
 
-def test_demo_reports_one_token_request_per_phase() -> None:
-    result = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "google_auth_aiohttp", "demo"],
+def _demo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-W", "error", "-m", "google_auth_aiohttp", "demo", *args],
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_demo_reports_one_token_request_per_phase() -> None:
+    result = _demo()
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     lines = result.stdout.splitlines()
@@ -36,11 +40,6 @@ def test_demo_reports_one_token_request_per_phase() -> None:
 
 
 def test_demo_rejects_a_bad_count() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "google_auth_aiohttp", "demo", "--requests", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _demo("--requests", "0")
     assert result.returncode == 2
     assert "--requests must be 1 or more" in result.stderr

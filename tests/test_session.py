@@ -23,7 +23,7 @@ from google_auth_aiohttp import (
 )
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import expire
+from .conftest import expire, trace_paths
 
 
 async def _echo(response: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -231,23 +231,15 @@ async def test_body_that_cannot_be_resent_returns_the_401(
     assert google.token_requests == 1
 
 
+@pytest.mark.parametrize("attempts", [0, 1, 3])
 async def test_max_refresh_attempts_bounds_the_retries(
-    google: GoogleEmulator, credentials: Any
+    google: GoogleEmulator, credentials: Any, attempts: int
 ) -> None:
-    async with AuthorizedSession(credentials, max_refresh_attempts=3) as session:
-        async with session.get(google.api_url("x?status=401")) as response:
+    async with AuthorizedSession(credentials, max_refresh_attempts=attempts) as s:
+        async with s.get(google.api_url("x?status=401")) as response:
             assert response.status == 401
-    assert google.api_requests == 4
-    assert google.token_requests == 4
-
-
-async def test_zero_refresh_attempts_returns_the_first_401(
-    google: GoogleEmulator, credentials: Any
-) -> None:
-    async with AuthorizedSession(credentials, max_refresh_attempts=0) as session:
-        async with session.get(google.api_url("x?status=401")) as response:
-            assert response.status == 401
-    assert google.api_requests == 1
+    assert google.api_requests == 1 + attempts
+    assert google.token_requests == 1 + attempts
 
 
 async def test_refresh_status_codes_are_configurable(
@@ -315,11 +307,11 @@ async def test_cancelled_caller_does_not_cancel_the_shared_refresh(
 
 
 async def test_failed_refresh_reaches_every_waiter_and_is_not_cached(
-    google: GoogleEmulator, credentials: Any
+    google: GoogleEmulator, any_credentials: Any
 ) -> None:
     google.token_error = "invalid_grant"
     google.token_delay = 0.1
-    async with AuthorizedSession(credentials) as session:
+    async with AuthorizedSession(any_credentials) as session:
         results = await asyncio.gather(
             *(session.get(google.api_url("f")) for _ in range(20)),
             return_exceptions=True,
@@ -399,13 +391,7 @@ async def test_auth_request_is_what_refreshes_use(
 async def test_refreshes_go_through_the_sessions_own_settings(
     google: GoogleEmulator, credentials: Any
 ) -> None:
-    seen: list[str] = []
-
-    async def on_start(session: Any, context: Any, params: Any) -> None:
-        seen.append(params.url.path)
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_start)
+    trace, seen = trace_paths()
     async with AuthorizedSession(credentials, trace_configs=[trace]) as session:
         async with session.get(google.api_url("x")) as response:
             assert response.status == 200

@@ -132,12 +132,14 @@ class LegacyAsyncAdapter(CredentialsAdapter):
             await self.credentials.before_request(request, method, url, headers)
 
 
-class AioAdapter(CredentialsAdapter):
+class AioAdapter(LegacyAsyncAdapter):
     """``google.auth.aio.credentials.Credentials``.
 
-    They refresh through a ``google.auth.aio`` transport, whose responses have
-    another shape than google-auth's classic ones, so refreshes go through
-    google-auth's own aio aiohttp ``Request`` over the same session.
+    They are called as the legacy async ones are, but refresh through a
+    ``google.auth.aio`` transport, whose responses have another shape than
+    google-auth's classic ones: refreshes go through google-auth's own aio
+    aiohttp ``Request`` over the same session. They have no expiry, so their
+    token is never stale.
     """
 
     __slots__ = ()
@@ -153,21 +155,6 @@ class AioAdapter(CredentialsAdapter):
         from google.auth.aio.transport import aiohttp as aio_transport
 
         return functools.partial(aio_transport.Request(session), raise_for_status=False)
-
-    async def refresh(self, request: Any) -> None:
-        """Refresh the credentials now."""
-        await self.credentials.refresh(request)
-
-    async def apply(
-        self,
-        request: Any,
-        method: str,
-        url: str,
-        headers: MutableMapping[str, str],
-        stale: bool = False,
-    ) -> None:
-        """Add the credentials' headers to ``headers``."""
-        await self.credentials.before_request(request, method, url, headers)
 
 
 class SyncAdapter(CredentialsAdapter):
