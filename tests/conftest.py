@@ -42,9 +42,9 @@ os.environ["CLOUDSDK_CONFIG"] = tempfile.mkdtemp(prefix="gcloud-config-")
 
 
 @pytest.fixture
-async def google() -> AsyncIterator[GoogleEmulator]:
-    async with GoogleEmulator() as emulator:
-        yield emulator
+def google(google_emulator: GoogleEmulator) -> GoogleEmulator:
+    """The emulator from our own pytest plugin, as users get it."""
+    return google_emulator
 
 
 @pytest.fixture

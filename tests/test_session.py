@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from google.auth import exceptions
+from google.auth import exceptions, jwt
 
 from google_auth_aiohttp import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
@@ -476,3 +476,51 @@ async def test_bad_arguments_are_clear_errors(credentials: Any) -> None:
     async with AuthorizedSession(credentials) as session:
         with pytest.raises(ValueError, match="max_allowed_time"):
             session.get("http://127.0.0.1/", max_allowed_time=-1)
+
+
+async def test_default_host_lets_service_accounts_sign_their_own_jwt(
+    google: GoogleEmulator, service_account_info: dict[str, str]
+) -> None:
+    from google.oauth2 import service_account
+
+    credentials = service_account.Credentials.from_service_account_info(
+        service_account_info, always_use_jwt_access=True
+    )
+    host = google.url.removeprefix("http://")
+    async with AuthorizedSession(credentials, default_host=host) as session:
+        async with session.get(google.api_url("jwt")) as response:
+            assert (await response.json())[
+                "subject"
+            ] == credentials.service_account_email
+    assert google.token_requests == 0
+    claims = jwt.decode(credentials.token, verify=False)
+    assert claims["aud"] == f"https://{host}/"
+
+
+async def test_without_default_host_service_accounts_get_tokens(
+    google: GoogleEmulator, service_account_info: dict[str, str]
+) -> None:
+    from google.oauth2 import service_account
+
+    credentials = service_account.Credentials.from_service_account_info(
+        service_account_info, scopes=["https://example.test/s"]
+    )
+    async with AuthorizedSession(credentials, default_host="api.example.test") as s:
+        async with s.get(google.api_url("token")) as response:
+            assert response.status == 200
+    assert google.token_requests == 1
+
+
+async def test_quota_project_and_metrics_headers_for_sync_credentials(
+    google: GoogleEmulator, service_account_info: dict[str, str]
+) -> None:
+    from google.oauth2 import service_account
+
+    credentials = service_account.Credentials.from_service_account_info(
+        service_account_info, scopes=["https://example.test/s"]
+    ).with_quota_project("billing-3")
+    async with AuthorizedSession(credentials) as session:
+        async with session.get(google.api_url("q")) as response:
+            echo = await _echo(response)
+    assert echo["headers"]["x-goog-user-project"] == "billing-3"
+    assert "cred-type/sa" in echo["headers"]["x-goog-api-client"]

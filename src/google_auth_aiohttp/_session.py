@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp.client import _RequestContextManager
+from google.oauth2 import service_account
 from yarl import URL
 
 from google_auth_aiohttp._logging import safe_url
@@ -66,6 +67,11 @@ with warnings.catch_warnings():
                 ``trust_env`` and SSL settings), unauthorized.
             auto_decompress (bool): Whether response bodies are decompressed by
                 default. False, as in google-auth's aiohttp transport.
+            default_host (Optional[str]): The API's host, such as
+                ``"storage.googleapis.com"``. As in google-auth's sync session,
+                service-account credentials then sign their own JWT for
+                ``https://{default_host}/`` where they are allowed to (AIP-4111),
+                and need no token request.
             kwargs: Passed to :class:`aiohttp.ClientSession`. A ``middlewares``
                 sequence runs after the auth middleware.
 
@@ -88,6 +94,7 @@ with warnings.catch_warnings():
             refresh_timeout: float | None = None,
             auth_request: Any = None,
             auto_decompress: bool = False,
+            default_host: str | None = None,
             **kwargs: Any,
         ) -> None:
             # Built before the ClientSession so that bad arguments leave no
@@ -99,6 +106,10 @@ with warnings.catch_warnings():
                 refresh_timeout=refresh_timeout,
                 auth_request=auth_request,
             )
+            if isinstance(credentials, service_account.Credentials):
+                credentials._create_self_signed_jwt(
+                    f"https://{default_host}/" if default_host else None
+                )
             middlewares = (auth, *kwargs.pop("middlewares", ()))
             super().__init__(
                 auto_decompress=auto_decompress, middlewares=middlewares, **kwargs

@@ -523,7 +523,14 @@ class GoogleEmulator:
             claims = self._verify(token, audience=_ANY_AUDIENCE)
         except ValueError:
             return None
-        if not str(claims.get("aud", "")).startswith(self.url):
+        # Addressed to this host (as https://host/, when a session's default_host
+        # is this emulator), or, for scoped self-signed JWTs, to no one.
+        audience = str(claims.get("aud", ""))
+        https_url = self.url.replace("http://", "https://", 1)
+        if not (
+            audience.startswith((self.url, https_url))
+            or ("aud" not in claims and "scope" in claims)
+        ):
             return None
         return str(claims["iss"])
 
