@@ -1,4 +1,4 @@
-"""Command line: ``python -m google_auth_aiohttp demo``."""
+"""Command line: ``python -m google_auth_aiohttp {demo,request}``."""
 
 from __future__ import annotations
 
@@ -39,7 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="concurrent requests per phase (default: 100)",
     )
+    from google_auth_aiohttp._cli import add_request_command, run_request
+
+    add_request_command(commands)
     args = parser.parse_args(argv)
+    if args.command == "request":
+        return asyncio.run(run_request(args))
     if args.requests < 1:
         parser.error("--requests must be 1 or more")
 
