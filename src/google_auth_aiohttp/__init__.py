@@ -19,6 +19,7 @@ from google_auth_aiohttp._middleware import (
     DEFAULT_REFRESH_STATUS_CODES,
     AuthMiddleware,
 )
+from google_auth_aiohttp._retry import Retry
 from google_auth_aiohttp._session import AuthorizedSession
 from google_auth_aiohttp._transport import Request, Response
 from google_auth_aiohttp._version import __version__
@@ -30,6 +31,7 @@ __all__ = [
     "AuthorizedSession",
     "Request",
     "Response",
+    "Retry",
     "__version__",
     "default",
 ]

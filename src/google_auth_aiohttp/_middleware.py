@@ -19,9 +19,11 @@ installs an :class:`AuthMiddleware` as its first middleware; users of a plain
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -34,6 +36,7 @@ from yarl import URL
 from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._refresh import shared_refresh_for
+from google_auth_aiohttp._retry import RETRYABLE_ERRORS, Retry
 from google_auth_aiohttp._transport import credentials_request
 
 DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
@@ -42,6 +45,20 @@ DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
 DEFAULT_MAX_REFRESH_ATTEMPTS: int = google_transport.DEFAULT_MAX_REFRESH_ATTEMPTS
 
 _REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """What one AuthorizedSession call asks of the flow beyond the session's."""
+
+    retry: Retry | None
+    deadline: float | None  # loop.time() when max_allowed_time runs out
+
+
+#: Set by AuthorizedSession around a call that has per-call options.
+call_options: ContextVar[CallOptions | None] = ContextVar(
+    "google_auth_aiohttp_call_options", default=None
+)
 
 # Set when a response is a redirect: (URL of the next hop without its query,
 # origin the caller asked for). aiohttp follows the redirect in the same task,
@@ -80,6 +97,7 @@ class AuthMiddleware:
         refresh_timeout (Optional[float]): Seconds a refresh may take.
         auth_request (Optional[Callable]): The transport refreshes use, for
             example a :class:`google_auth_aiohttp.Request`.
+        retry (Optional[Retry]): Retries of transient failures; none by default.
 
     Raises:
         TypeError: If ``credentials`` are not google-auth credentials.
@@ -96,6 +114,7 @@ class AuthMiddleware:
         "_max_refresh_attempts",
         "_refresh_status_codes",
         "_refresh_timeout",
+        "_retry",
         "_shared_refresh",
     )
 
@@ -107,6 +126,7 @@ class AuthMiddleware:
         max_refresh_attempts: int = DEFAULT_MAX_REFRESH_ATTEMPTS,
         refresh_timeout: float | None = None,
         auth_request: Any = None,
+        retry: Retry | None = None,
     ) -> None:
         self._adapter = adapt_credentials(credentials)
         if isinstance(max_refresh_attempts, bool) or not isinstance(
@@ -132,6 +152,12 @@ class AuthMiddleware:
         self._refresh_status_codes = frozenset(refresh_status_codes)
         self._max_refresh_attempts = max_refresh_attempts
         self._refresh_timeout = refresh_timeout
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(
+                "retry must be a google_auth_aiohttp.Retry, not "
+                f"{type(retry).__name__}."
+            )
+        self._retry = retry
         self._auth_request = auth_request
         self._shared_refresh = shared_refresh_for(credentials)
         self._last_session: aiohttp.ClientSession | None = None
@@ -175,10 +201,30 @@ class AuthMiddleware:
                     return _note_redirect(response, asked_origin)
 
         _decode_bytes_headers(request)
+        retry, deadline = self._retry, None
+        options = call_options.get()
+        if options is not None:
+            retry = options.retry or retry
+            deadline = options.deadline
+        if retry is None or request.method not in retry.methods:
+            response = await self._send(request, handler)
+        else:
+            response = await self._send_with_retries(request, handler, retry, deadline)
+
+        if LOGGER.isEnabledFor(logging.DEBUG):
+            LOGGER.debug("%s %s -> %s", request.method, safe_url(url), response.status)
+        if response.status in _REDIRECT_STATUSES:
+            return _note_redirect(response, asked_origin or url.origin())
+        return response
+
+    async def _send(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> ClientResponse:
+        """Apply the credentials, send, and refresh and re-send while rejected."""
         adapter = self._adapter
         transport = self._transport(request.session)
         method = request.method
-        url_str = str(url)
+        url_str = str(request.url)
         state = adapter.token_state()
         if state is TokenState.STALE:
             # Still valid: use it, and get the next one without anybody waiting.
@@ -197,20 +243,14 @@ class AuthMiddleware:
             and attempt < self._max_refresh_attempts
             and adapter.can_refresh
         ):
-            if getattr(request.body, "consumed", False):
-                LOGGER.debug(
-                    "Not re-sending %s %s after a %s: its body cannot be read twice.",
-                    method,
-                    safe_url(url),
-                    response.status,
-                )
+            if not _replayable(request, response.status):
                 break
             attempt += 1
             LOGGER.debug(
                 "Refreshing credentials after a %s from %s %s (attempt %d of %d).",
                 response.status,
                 method,
-                safe_url(url),
+                safe_url(request.url),
                 attempt,
                 self._max_refresh_attempts,
             )
@@ -221,12 +261,64 @@ class AuthMiddleware:
             await adapter.apply(transport, method, url_str, request.headers)
             sent_token = adapter.token
             response = await handler(request)
-
-        if LOGGER.isEnabledFor(logging.DEBUG):
-            LOGGER.debug("%s %s -> %s", method, safe_url(url), response.status)
-        if response.status in _REDIRECT_STATUSES:
-            return _note_redirect(response, asked_origin or url.origin())
         return response
+
+    async def _send_with_retries(
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        retry: Retry,
+        deadline: float | None,
+    ) -> ClientResponse:
+        """:meth:`_send`, again after transient failures, as ``retry`` allows."""
+        loop = asyncio.get_running_loop()
+        number = 0
+        while True:
+            last = number + 1 >= retry.attempts
+            try:
+                response = await self._send(request, handler)
+            except RETRYABLE_ERRORS as error:
+                if last or not _replayable(request, type(error).__name__):
+                    raise
+                delay = retry.backoff(number)
+                if deadline is not None and loop.time() + delay >= deadline:
+                    raise
+                reason = type(error).__name__
+            else:
+                if (
+                    response.status not in retry.statuses
+                    or last
+                    or not _replayable(request, response.status)
+                ):
+                    return response
+                delay = retry.backoff(number, response.headers.get("Retry-After"))
+                if deadline is not None and loop.time() + delay >= deadline:
+                    return response  # another attempt would end past the deadline
+                response.release()
+                reason = str(response.status)
+            LOGGER.debug(
+                "Retrying %s %s in %.2fs after %s (attempt %d of %d).",
+                request.method,
+                safe_url(request.url),
+                delay,
+                reason,
+                number + 2,
+                retry.attempts,
+            )
+            await asyncio.sleep(delay)
+            number += 1
+
+
+def _replayable(request: ClientRequest, after: object) -> bool:
+    if getattr(request.body, "consumed", False):
+        LOGGER.debug(
+            "Not re-sending %s %s after %s: its body cannot be read twice.",
+            request.method,
+            safe_url(request.url),
+            after,
+        )
+        return False
+    return True
 
 
 def _note_redirect(response: ClientResponse, asked_origin: URL) -> ClientResponse:

@@ -24,7 +24,10 @@ from google_auth_aiohttp._middleware import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
     AuthMiddleware,
+    CallOptions,
+    call_options,
 )
+from google_auth_aiohttp._retry import Retry
 from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT, client_timeout
 
 # aiohttp discourages subclassing ClientSession because its internals change;
@@ -72,6 +75,8 @@ with warnings.catch_warnings():
                 service-account credentials then sign their own JWT for
                 ``https://{default_host}/`` where they are allowed to (AIP-4111),
                 and need no token request.
+            retry (Optional[Retry]): Retries of transient failures for every
+                request; none by default, as in google-auth.
             kwargs: Passed to :class:`aiohttp.ClientSession`. A ``middlewares``
                 sequence runs after the auth middleware.
 
@@ -95,6 +100,7 @@ with warnings.catch_warnings():
             auth_request: Any = None,
             auto_decompress: bool = False,
             default_host: str | None = None,
+            retry: Retry | None = None,
             **kwargs: Any,
         ) -> None:
             # Built before the ClientSession so that bad arguments leave no
@@ -105,6 +111,7 @@ with warnings.catch_warnings():
                 max_refresh_attempts=max_refresh_attempts,
                 refresh_timeout=refresh_timeout,
                 auth_request=auth_request,
+                retry=retry,
             )
             if isinstance(credentials, service_account.Credentials):
                 credentials._create_self_signed_jwt(
@@ -136,6 +143,7 @@ with warnings.catch_warnings():
             max_allowed_time: float | None = None,
             timeout: float | aiohttp.ClientTimeout | None = _DEFAULT_TIMEOUT,
             auto_decompress: bool | None = None,
+            retry: Retry | None = None,
             **kwargs: Any,
         ) -> _RequestContextManager:
             """Send an authorized request.
@@ -156,6 +164,8 @@ with warnings.catch_warnings():
                     own ``timeout`` if one was given.
                 auto_decompress (Optional[bool]): Whether to decompress this
                     response's body; defaults to the session's setting.
+                retry (Optional[Retry]): Retries for this call, instead of the
+                    session's.
                 kwargs: Passed to :meth:`aiohttp.ClientSession.request`.
 
             Returns:
@@ -197,9 +207,11 @@ with warnings.catch_warnings():
                 auto_decompress=auto_decompress,
                 **kwargs,
             )
-            if max_allowed_time is None:
+            if max_allowed_time is None and retry is None:
                 return call
-            return _RequestContextManager(_within(call, max_allowed_time, method, url))
+            return _RequestContextManager(
+                _with_options(call, retry, max_allowed_time, method, url)
+            )
 
         def get(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
@@ -244,20 +256,29 @@ with warnings.catch_warnings():
             return self.request("DELETE", url, **kwargs)
 
 
-async def _within(
+async def _with_options(
     call: Coroutine[Any, Any, aiohttp.ClientResponse],
-    seconds: float,
+    retry: Retry | None,
+    max_allowed_time: float | None,
     method: str,
     url: str | URL,
 ) -> aiohttp.ClientResponse:
-    deadline = asyncio.timeout(seconds)
+    loop = asyncio.get_running_loop()
+    deadline = None if max_allowed_time is None else loop.time() + max_allowed_time
+    marker = call_options.set(CallOptions(retry, deadline))
     try:
-        async with deadline:
+        if max_allowed_time is None:
             return await call
-    except TimeoutError:
-        if deadline.expired():
-            raise TimeoutError(
-                f"{method} {safe_url(url)} did not complete within "
-                f"max_allowed_time={seconds}s."
-            ) from None
-        raise
+        timeout = asyncio.timeout_at(deadline)
+        try:
+            async with timeout:
+                return await call
+        except TimeoutError:
+            if timeout.expired():
+                raise TimeoutError(
+                    f"{method} {safe_url(url)} did not complete within "
+                    f"max_allowed_time={max_allowed_time}s."
+                ) from None
+            raise
+    finally:
+        call_options.reset(marker)
