@@ -144,6 +144,7 @@ with warnings.catch_warnings():
             timeout: float | aiohttp.ClientTimeout | None = _DEFAULT_TIMEOUT,
             auto_decompress: bool | None = None,
             retry: Retry | None = None,
+            stream: bool | None = None,
             **kwargs: Any,
         ) -> _RequestContextManager:
             """Send an authorized request.
@@ -166,6 +167,12 @@ with warnings.catch_warnings():
                     response's body; defaults to the session's setting.
                 retry (Optional[Retry]): Retries for this call, instead of the
                     session's.
+                stream (Optional[bool]): Accepted and ignored, for code written
+                    for ``requests``-style sessions (google-resumable-media
+                    passes it): aiohttp always streams the body. It is the only
+                    ``requests`` keyword accepted; ``verify``, ``cert`` or
+                    ``proxies`` raise :class:`TypeError` (use aiohttp's ``ssl``
+                    and ``proxy``).
                 kwargs: Passed to :meth:`aiohttp.ClientSession.request`.
 
             Returns:
