@@ -35,6 +35,7 @@ from yarl import URL
 
 from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._logging import LOGGER, safe_url
+from google_auth_aiohttp._mtls import MtlsChannel, is_mtls_endpoint
 from google_auth_aiohttp._refresh import shared_refresh_for
 from google_auth_aiohttp._retry import RETRYABLE_ERRORS, Retry
 from google_auth_aiohttp._transport import credentials_request
@@ -112,6 +113,7 @@ class AuthMiddleware:
         "_last_session",
         "_last_transport",
         "_max_refresh_attempts",
+        "_mtls",
         "_refresh_status_codes",
         "_refresh_timeout",
         "_retry",
@@ -160,6 +162,8 @@ class AuthMiddleware:
         self._retry = retry
         self._auth_request = auth_request
         self._shared_refresh = shared_refresh_for(credentials)
+        # Set by AuthorizedSession, whose client certificate may rotate.
+        self._mtls: MtlsChannel | None = None
         self._last_session: aiohttp.ClientSession | None = None
         self._last_transport: Any = None
 
@@ -235,6 +239,7 @@ class AuthMiddleware:
             transport, method, url_str, request.headers, state is TokenState.STALE
         )
         sent_token = adapter.token
+        sent_cert = None if self._mtls is None else self._mtls.cert
         response = await handler(request)
 
         attempt = 0
@@ -254,14 +259,32 @@ class AuthMiddleware:
                 attempt,
                 self._max_refresh_attempts,
             )
+            await self._rotate_certificate(request, response, url_str, sent_cert)
             response.release()
             await self._shared_refresh.run(
                 adapter, transport, self._refresh_timeout, rejected_token=sent_token
             )
             await adapter.apply(transport, method, url_str, request.headers)
             sent_token = adapter.token
+            sent_cert = None if self._mtls is None else self._mtls.cert
             response = await handler(request)
         return response
+
+    async def _rotate_certificate(
+        self,
+        request: ClientRequest,
+        response: ClientResponse,
+        url: str,
+        sent_cert: bytes | None,
+    ) -> None:
+        """After a 401 from an mTLS endpoint, take a rotated client certificate."""
+        if (
+            self._mtls is not None
+            and self._mtls.context is not None
+            and response.status == 401
+            and is_mtls_endpoint(url)
+        ):
+            await self._mtls.rotate_if_changed(request, sent_cert)
 
     async def _send_with_retries(
         self,

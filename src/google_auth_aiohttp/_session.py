@@ -27,6 +27,7 @@ from google_auth_aiohttp._middleware import (
     CallOptions,
     call_options,
 )
+from google_auth_aiohttp._mtls import ClientCertCallback, MtlsChannel
 from google_auth_aiohttp._retry import Retry
 from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT, client_timeout
 
@@ -88,7 +89,7 @@ with warnings.catch_warnings():
         """
 
         ATTRS = aiohttp.ClientSession.ATTRS | frozenset(
-            ("_auth", "_default_request_timeout")
+            ("_auth", "_default_request_timeout", "_mtls")
         )
 
         def __init__(
@@ -105,6 +106,7 @@ with warnings.catch_warnings():
         ) -> None:
             # Built before the ClientSession so that bad arguments leave no
             # unclosed session behind.
+            mtls = MtlsChannel()
             auth = AuthMiddleware(
                 credentials,
                 refresh_status_codes=refresh_status_codes,
@@ -113,6 +115,7 @@ with warnings.catch_warnings():
                 auth_request=auth_request,
                 retry=retry,
             )
+            auth._mtls = mtls
             if isinstance(credentials, service_account.Credentials):
                 credentials._create_self_signed_jwt(
                     f"https://{default_host}/" if default_host else None
@@ -122,6 +125,7 @@ with warnings.catch_warnings():
                 auto_decompress=auto_decompress, middlewares=middlewares, **kwargs
             )
             self._auth = auth
+            self._mtls = mtls
             # google-auth's request() defaults to 180 s; a timeout given to the
             # session itself is taken as the caller's wish instead.
             self._default_request_timeout: Any = kwargs.get("timeout", _DEFAULT_TIMEOUT)
@@ -133,6 +137,34 @@ with warnings.catch_warnings():
         def credentials(self) -> Any:
             """The credentials requests are authorized with."""
             return self._auth.credentials
+
+        @property
+        def is_mtls(self) -> bool:
+            """bool: Whether requests present a client certificate (mutual TLS)."""
+            return self._mtls.context is not None
+
+        def configure_mtls_channel(
+            self, client_cert_callback: ClientCertCallback | None = None
+        ) -> None:
+            """Present a client certificate on every https request (mutual TLS).
+
+            As in google-auth's sync session, this does something only if
+            ``GOOGLE_API_USE_CLIENT_CERTIFICATE`` is ``true`` (or unset with a
+            workload certificate configured). Servers are still verified against
+            the trust store aiohttp uses by default (the system's, honouring
+            ``SSL_CERT_FILE``). A request that passes its own ``ssl=`` keeps it.
+
+            Args:
+                client_cert_callback (Optional[Callable[[], Tuple[bytes, bytes]]]):
+                    Returns the client certificate and private key, PEM-encoded.
+                    Without it, the application default client certificate
+                    (``gcloud``'s or the workload's) is used.
+
+            Raises:
+                google.auth.exceptions.MutualTLSChannelError: If the certificate
+                    could not be had or loaded; the session is left as it was.
+            """
+            self._mtls.configure(client_cert_callback)
 
         def request(  # type: ignore[override]
             self,
@@ -195,6 +227,8 @@ with warnings.catch_warnings():
                     f"max_allowed_time must be None or 0 or more, not "
                     f"{max_allowed_time}."
                 )
+            if self._mtls.context is not None:
+                kwargs.setdefault("ssl", self._mtls.context)
             request_timeout = (
                 self._default_request_timeout
                 if timeout is _DEFAULT_TIMEOUT
