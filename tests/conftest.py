@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import socket
@@ -114,6 +115,25 @@ async def exercise(google: GoogleEmulator, credentials: Any, **kwargs: Any) -> N
         expire(credentials)
         assert await statuses(session, google.api_url("expired"), 100) == {200}
         assert google.token_requests == issued + 2
+
+
+@contextlib.asynccontextmanager
+async def loop_lag(interval: float = 0.005) -> AsyncIterator[list[float]]:
+    """Measure how late a ticker task wakes while the block runs, in seconds."""
+    loop = asyncio.get_running_loop()
+    lags: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(interval)
+            lags.append(loop.time() - before - interval)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield lags
+    finally:
+        ticker.cancel()
 
 
 def expire(credentials: Any) -> None:

@@ -17,7 +17,7 @@ from google.oauth2 import service_account
 from google_auth_aiohttp import AuthorizedSession
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, expire
+from .conftest import SCOPE, expire, loop_lag
 
 
 def _make_stale(credentials: Any) -> None:
@@ -90,20 +90,10 @@ async def test_sync_refresh_never_blocks_the_loop_and_fresh_tokens_use_no_thread
     credentials = service_account.Credentials.from_service_account_info(
         service_account_info, scopes=[SCOPE]
     )
-    loop = asyncio.get_running_loop()
     executor = _CountingExecutor(max_workers=4)
-    loop.set_default_executor(executor)
+    asyncio.get_running_loop().set_default_executor(executor)
     google.token_delay = 0.5
-    lags: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            before = loop.time()
-            await asyncio.sleep(0.01)
-            lags.append(loop.time() - before - 0.01)
-
-    tick = asyncio.create_task(ticker())
-    async with AuthorizedSession(credentials) as session:
+    async with loop_lag(0.01) as lags, AuthorizedSession(credentials) as session:
         statuses = await asyncio.gather(
             *(_get(session, google.api_url(f"c{i}")) for i in range(20))
         )
@@ -113,7 +103,6 @@ async def test_sync_refresh_never_blocks_the_loop_and_fresh_tokens_use_no_thread
         for i in range(100):
             assert await _get(session, google.api_url(f"f{i}")) == 200
         assert executor.submitted == refreshes  # no thread while fresh
-    tick.cancel()
     assert len(lags) > 30  # the ticker ran all through the 0.5 s refresh
     assert max(lags) < 0.05
     assert google.token_requests == 1

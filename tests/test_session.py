@@ -23,7 +23,7 @@ from google_auth_aiohttp import (
 )
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import expire, trace_paths
+from .conftest import expire, statuses, trace_paths
 
 
 async def _echo(response: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -259,33 +259,22 @@ async def test_refresh_status_codes_are_configurable(
 async def test_concurrent_expiry_makes_one_token_request(
     google: GoogleEmulator, credentials: Any
 ) -> None:
-    async def fetch(session: AuthorizedSession, i: int) -> int:
-        async with session.get(google.api_url(f"c{i}")) as response:
-            return response.status
-
     async with AuthorizedSession(credentials) as session:
-        statuses = await asyncio.gather(*(fetch(session, i) for i in range(200)))
-        assert set(statuses) == {200}
+        assert await statuses(session, google.api_url("c"), 200) == {200}
         assert google.token_requests == 1
         expire(credentials)
-        statuses = await asyncio.gather(*(fetch(session, i) for i in range(200)))
-    assert set(statuses) == {200}
+        assert await statuses(session, google.api_url("e"), 200) == {200}
     assert google.token_requests == 2
 
 
 async def test_concurrent_401s_make_one_token_request(
     google: GoogleEmulator, credentials: Any
 ) -> None:
-    async def fetch(session: AuthorizedSession, i: int) -> int:
-        async with session.get(google.api_url(f"c{i}")) as response:
-            return response.status
-
     async with AuthorizedSession(credentials) as session:
         await credentials.refresh(Request(session))
         google.revoke_all()
         google.token_delay = 0.2  # every request is rejected before it returns
-        statuses = await asyncio.gather(*(fetch(session, i) for i in range(200)))
-    assert set(statuses) == {200}
+        assert await statuses(session, google.api_url("c"), 200) == {200}
     assert google.token_requests == 2
 
 

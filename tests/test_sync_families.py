@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import google_auth_aiohttp
 from google_auth_aiohttp import AuthorizedSession
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, exercise, expire, statuses, trace_paths
+from .conftest import SCOPE, exercise, expire, loop_lag, statuses, trace_paths
 
 
 async def test_compute_engine_credentials_use_the_metadata_server_over_aiohttp(
@@ -34,18 +33,8 @@ async def test_default_finds_compute_engine_credentials_without_blocking(
 ) -> None:
     from google.auth import compute_engine
 
-    loop = asyncio.get_running_loop()
-    lags: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            before = loop.time()
-            await asyncio.sleep(0.005)
-            lags.append(loop.time() - before - 0.005)
-
-    tick = asyncio.create_task(ticker())
-    credentials, project_id = await google_auth_aiohttp.default(scopes=[SCOPE])
-    tick.cancel()
+    async with loop_lag() as lags:
+        credentials, project_id = await google_auth_aiohttp.default(scopes=[SCOPE])
     # Where google-auth is already loaded, default() may end before a tick.
     assert max(lags, default=0.0) < 0.05
     assert isinstance(credentials, compute_engine.Credentials)
