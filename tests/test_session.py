@@ -513,3 +513,25 @@ async def test_quota_project_and_metrics_headers_for_sync_credentials(
             echo = await _echo(response)
     assert echo["headers"]["x-goog-user-project"] == "billing-3"
     assert "cred-type/sa" in echo["headers"]["x-goog-api-client"]
+
+
+async def test_a_client_librarys_api_client_header_is_extended_once(
+    google: GoogleEmulator, service_account_info: dict[str, str]
+) -> None:
+    from google.oauth2 import service_account
+
+    credentials = service_account.Credentials.from_service_account_info(
+        service_account_info, scopes=["https://example.test/s"]
+    )
+    headers = {"x-goog-api-client": "gl-python/3 gccl/1.0"}
+    async with AuthorizedSession(credentials) as session:
+        for _ in range(2):  # first with google-auth, then from the cache
+            async with session.get(google.api_url("a"), headers=headers) as r:
+                first = (await _echo(r))["headers"]["x-goog-api-client"]
+            assert first.startswith("gl-python/3 gccl/1.0 ")
+            assert first.count("cred-type/sa") == 1
+        google.revoke_all()  # re-sent after a refresh: still once
+        async with session.get(google.api_url("b"), headers=headers) as r:
+            again = (await _echo(r))["headers"]["x-goog-api-client"]
+    assert again.count("cred-type/sa") == 1
+    assert headers == {"x-goog-api-client": "gl-python/3 gccl/1.0"}

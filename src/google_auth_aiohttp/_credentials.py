@@ -14,20 +14,49 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import math
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
 import aiohttp
+from google.auth import _credentials_async, _helpers, api_key, jwt, metrics
 from google.auth import credentials as sync_credentials
-from google.auth import jwt, metrics
 from google.auth.aio import credentials as aio_credentials
 from google.auth.credentials import TokenState
+from google.oauth2 import _credentials_async as oauth2_async
 
 from google_auth_aiohttp._sync_transport import LoopRequest
 from google_auth_aiohttp._transport import Request
 
 # Credentials whose refresh() can never yield a new token: a rejected request
 # is returned as it is rather than failing with "cannot be refreshed".
+try:
+    from google.auth._regional_access_boundary_utils import (
+        is_regional_access_boundary_lookup_enabled,
+    )
+except ImportError:  # google-auth from before regional access boundaries
+
+    def is_regional_access_boundary_lookup_enabled() -> bool:
+        """Regional access boundaries do not exist in this google-auth."""
+        return False
+
+
+# google-auth's before_request implementations whose headers depend on the
+# credentials' token and settings only, never on the request.
+_TOKEN_ONLY_HEADERS = frozenset(
+    (
+        sync_credentials.Credentials.before_request,
+        sync_credentials.AnonymousCredentials.before_request,
+        _credentials_async.Credentials.before_request,
+        oauth2_async.Credentials.before_request,
+        api_key.Credentials.before_request,
+        aio_credentials.Credentials.before_request,
+        aio_credentials.StaticCredentials.before_request,
+        aio_credentials.AnonymousCredentials.before_request,
+    )
+)
+
 _NEVER_REFRESH = (
     sync_credentials.AnonymousCredentials,
     jwt.OnDemandCredentials,
@@ -45,18 +74,68 @@ class CredentialsAdapter:
     sure runs once for all waiters), and to put the credentials' headers on a
     request (:meth:`apply`).
 
+    It also keeps the headers the credentials last produced, and until when
+    the token stays fresh, so that the flow can reuse them without calling
+    into google-auth (:meth:`fresh_headers`, :meth:`remember`): that is the
+    per-request path, in the steady state.
+
     Args:
         credentials (Any): The google-auth credentials to adapt.
 
     """
 
-    __slots__ = ("can_refresh", "credentials")
+    __slots__ = (
+        "_cacheable",
+        "_headers",
+        "_headers_expiry",
+        "_headers_fresh_until",
+        "_headers_token",
+        "can_refresh",
+        "credentials",
+    )
 
     def __init__(self, credentials: Any) -> None:
         self.credentials = credentials
         #: Whether refreshing can produce a new token. When it cannot, a
         #: rejected request's response is returned to the caller as it is.
         self.can_refresh = not isinstance(credentials, _NEVER_REFRESH)
+        # Only google-auth's own before_request implementations are known to
+        # add the same headers whatever the request; an override (per-audience
+        # JWTs, gcloud's access token, a user's class) is called every time.
+        self._cacheable = type(credentials).before_request in _TOKEN_ONLY_HEADERS
+        self._headers: dict[str, str] = {}
+        self._headers_token: Any = None
+        self._headers_expiry: Any = None
+        self._headers_fresh_until = 0.0
+
+    def fresh_headers(self) -> dict[str, str] | None:
+        """Return the headers of the current token, if known and still fresh."""
+        credentials = self.credentials
+        if (
+            credentials.token is self._headers_token
+            and getattr(credentials, "expiry", None) is self._headers_expiry
+            and time.monotonic() < self._headers_fresh_until
+        ):
+            return self._headers
+        return None
+
+    def remember(self, headers: dict[str, str]) -> None:
+        """Keep ``headers``, just produced by :meth:`apply` for a fresh token."""
+        if not self._cacheable or is_regional_access_boundary_lookup_enabled():
+            return  # the lookup changes headers behind the token's back
+        credentials = self.credentials
+        if credentials.token is None:
+            return
+        expiry = getattr(credentials, "expiry", None)
+        if expiry is None:
+            fresh_until = math.inf
+        else:
+            fresh_for = expiry - _helpers.REFRESH_THRESHOLD - _helpers.utcnow()
+            fresh_until = time.monotonic() + fresh_for.total_seconds()
+        self._headers = headers
+        self._headers_token = credentials.token
+        self._headers_expiry = expiry
+        self._headers_fresh_until = fresh_until
 
     @property
     def token(self) -> Any:

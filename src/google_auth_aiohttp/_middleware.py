@@ -226,18 +226,10 @@ class AuthMiddleware:
     ) -> ClientResponse:
         """Apply the credentials, send, and refresh and re-send while rejected."""
         adapter = self._adapter
-        transport = self._transport(request.session)
-        method = request.method
-        url_str = str(request.url)
-        state = adapter.token_state()
-        if state is TokenState.STALE:
-            # Still valid: use it, and get the next one without anybody waiting.
-            self._shared_refresh.start(adapter, transport, self._refresh_timeout)
-        elif state is TokenState.INVALID:
-            await self._shared_refresh.run(adapter, transport, self._refresh_timeout)
-        await adapter.apply(
-            transport, method, url_str, request.headers, state is TokenState.STALE
-        )
+        headers = adapter.fresh_headers()
+        if headers is None:  # no fresh token, or not known yet: ask google-auth
+            headers = await self._credentials_headers(request)
+        _merge_headers(request.headers, headers)
         sent_token = adapter.token
         sent_cert = None if self._mtls is None else self._mtls.cert
         response = await handler(request)
@@ -254,27 +246,46 @@ class AuthMiddleware:
             LOGGER.debug(
                 "Refreshing credentials after a %s from %s %s (attempt %d of %d).",
                 response.status,
-                method,
+                request.method,
                 safe_url(request.url),
                 attempt,
                 self._max_refresh_attempts,
             )
-            await self._rotate_certificate(request, response, url_str, sent_cert)
+            await self._rotate_certificate(request, response, sent_cert)
             response.release()
             await self._shared_refresh.run(
-                adapter, transport, self._refresh_timeout, rejected_token=sent_token
+                adapter,
+                self._transport(request.session),
+                self._refresh_timeout,
+                rejected_token=sent_token,
             )
-            await adapter.apply(transport, method, url_str, request.headers)
+            _merge_headers(request.headers, await self._credentials_headers(request))
             sent_token = adapter.token
             sent_cert = None if self._mtls is None else self._mtls.cert
             response = await handler(request)
         return response
 
+    async def _credentials_headers(self, request: ClientRequest) -> dict[str, str]:
+        """The headers google-auth's credentials add, after any refresh needed."""
+        adapter = self._adapter
+        transport = self._transport(request.session)
+        state = adapter.token_state()
+        if state is TokenState.STALE:
+            # Still valid: use it, and get the next one without anybody waiting.
+            self._shared_refresh.start(adapter, transport, self._refresh_timeout)
+        elif state is TokenState.INVALID:
+            await self._shared_refresh.run(adapter, transport, self._refresh_timeout)
+        stale = state is TokenState.STALE
+        headers: dict[str, str] = {}
+        await adapter.apply(transport, request.method, str(request.url), headers, stale)
+        if not stale:
+            adapter.remember(headers)
+        return headers
+
     async def _rotate_certificate(
         self,
         request: ClientRequest,
         response: ClientResponse,
-        url: str,
         sent_cert: bytes | None,
     ) -> None:
         """After a 401 from an mTLS endpoint, take a rotated client certificate."""
@@ -282,7 +293,7 @@ class AuthMiddleware:
             self._mtls is not None
             and self._mtls.context is not None
             and response.status == 401
-            and is_mtls_endpoint(url)
+            and is_mtls_endpoint(str(request.url))
         ):
             await self._mtls.rotate_if_changed(request, sent_cert)
 
@@ -354,6 +365,18 @@ def _note_redirect(response: ClientResponse, asked_origin: URL) -> ClientRespons
         next_hop = next_hop.with_query(None).with_fragment(None)
         _pending_redirect.set((next_hop, asked_origin))
     return response
+
+
+def _merge_headers(headers: CIMultiDict[str], added: dict[str, str]) -> None:
+    # What google-auth's before_request would have done to the headers: set
+    # each one, but append to a client library's own x-goog-api-client (once:
+    # a request re-sent after a refresh already has it).
+    for name, value in added.items():
+        if name == "x-goog-api-client" and name in headers:
+            if value not in headers[name]:
+                headers[name] = f"{headers[name]} {value}"
+        else:
+            headers[name] = value
 
 
 def _decode_bytes_headers(request: ClientRequest) -> None:
