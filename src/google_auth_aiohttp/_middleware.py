@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -181,18 +181,22 @@ class AuthMiddleware:
             self._last_session = session
         return self._last_transport
 
-    async def __call__(
+    def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
-    ) -> ClientResponse:
-        """Authorize ``request``, send it, and refresh and re-send it if rejected."""
+    ) -> Awaitable[ClientResponse]:
+        """Authorize ``request``, send it, and refresh and re-send it if rejected.
+
+        A plain function returning the coroutine to await, not a coroutine
+        itself: the steady state then costs no extra coroutine layer.
+        """
         if credentials_request.get():
-            return await handler(request)
-        url = request.url
+            return handler(request)
         asked_origin: URL | None = None  # None: the request's own origin
         pending = _pending_redirect.get()
         if pending is not None:
             _pending_redirect.set(None)
             next_hop, from_origin = pending
+            url = request.url
             if url.with_query(None) == next_hop:
                 asked_origin = from_origin
                 if url.origin() != asked_origin:
@@ -201,8 +205,7 @@ class AuthMiddleware:
                         safe_url(url),
                         asked_origin,
                     )
-                    response = await handler(request)
-                    return _note_redirect(response, asked_origin)
+                    return _unauthorized(request, handler, asked_origin)
 
         _decode_bytes_headers(request)
         retry, deadline = self._retry, None
@@ -211,18 +214,14 @@ class AuthMiddleware:
             retry = options.retry or retry
             deadline = options.deadline
         if retry is None or request.method not in retry.methods:
-            response = await self._send(request, handler)
-        else:
-            response = await self._send_with_retries(request, handler, retry, deadline)
-
-        if LOGGER.isEnabledFor(logging.DEBUG):
-            LOGGER.debug("%s %s -> %s", request.method, safe_url(url), response.status)
-        if response.status in _REDIRECT_STATUSES:
-            return _note_redirect(response, asked_origin or url.origin())
-        return response
+            return self._send(request, handler, asked_origin)
+        return self._send_with_retries(request, handler, retry, deadline, asked_origin)
 
     async def _send(
-        self, request: ClientRequest, handler: ClientHandlerType
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        asked_origin: URL | None,
     ) -> ClientResponse:
         """Apply the credentials, send, and refresh and re-send while rejected."""
         adapter = self._adapter
@@ -230,10 +229,31 @@ class AuthMiddleware:
         if headers is None:  # no fresh token, or not known yet: ask google-auth
             headers = await self._credentials_headers(request)
         _merge_headers(request.headers, headers)
-        sent_token = adapter.token
+        sent_token = adapter.credentials.token
         sent_cert = None if self._mtls is None else self._mtls.cert
         response = await handler(request)
+        status = response.status
+        if status in self._refresh_status_codes:
+            response = await self._refresh_and_resend(
+                request, handler, response, sent_token, sent_cert
+            )
+            status = response.status
+        if LOGGER.isEnabledFor(logging.DEBUG):
+            LOGGER.debug("%s %s -> %s", request.method, safe_url(request.url), status)
+        if status in _REDIRECT_STATUSES:
+            return _note_redirect(response, asked_origin or request.url.origin())
+        return response
 
+    async def _refresh_and_resend(
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        response: ClientResponse,
+        sent_token: Any,
+        sent_cert: bytes | None,
+    ) -> ClientResponse:
+        """Refresh and re-send while the response says the token was rejected."""
+        adapter = self._adapter
         attempt = 0
         while (
             response.status in self._refresh_status_codes
@@ -260,7 +280,7 @@ class AuthMiddleware:
                 rejected_token=sent_token,
             )
             _merge_headers(request.headers, await self._credentials_headers(request))
-            sent_token = adapter.token
+            sent_token = adapter.credentials.token
             sent_cert = None if self._mtls is None else self._mtls.cert
             response = await handler(request)
         return response
@@ -303,6 +323,7 @@ class AuthMiddleware:
         handler: ClientHandlerType,
         retry: Retry,
         deadline: float | None,
+        asked_origin: URL | None,
     ) -> ClientResponse:
         """:meth:`_send`, again after transient failures, as ``retry`` allows."""
         loop = asyncio.get_running_loop()
@@ -310,7 +331,7 @@ class AuthMiddleware:
         while True:
             last = number + 1 >= retry.attempts
             try:
-                response = await self._send(request, handler)
+                response = await self._send(request, handler, asked_origin)
             except RETRYABLE_ERRORS as error:
                 if last or not _replayable(request, type(error).__name__):
                     raise
@@ -353,6 +374,13 @@ def _replayable(request: ClientRequest, after: object) -> bool:
         )
         return False
     return True
+
+
+async def _unauthorized(
+    request: ClientRequest, handler: ClientHandlerType, asked_origin: URL
+) -> ClientResponse:
+    """Send a redirect hop to another origin as it is, noting where it leads."""
+    return _note_redirect(await handler(request), asked_origin)
 
 
 def _note_redirect(response: ClientResponse, asked_origin: URL) -> ClientResponse:

@@ -19,6 +19,7 @@ import asyncio
 import os
 import ssl
 import tempfile
+import weakref
 from collections.abc import Callable
 
 from aiohttp import ClientRequest
@@ -37,12 +38,14 @@ _CERT_ERRORS = (exceptions.ClientCertError, ImportError, OSError, ValueError)
 class MtlsChannel:
     """The client certificate of one session, if mTLS is on."""
 
-    __slots__ = ("_lock", "cert", "context")
+    __slots__ = ("_lock", "_retired", "cert", "context")
 
     def __init__(self) -> None:
         self.context: ssl.SSLContext | None = None
         self.cert: bytes | None = None
         self._lock: asyncio.Lock | None = None
+        # Contexts replaced by a rotation, which requests built before it hold.
+        self._retired: weakref.WeakSet[ssl.SSLContext] = weakref.WeakSet()
 
     def configure(self, client_cert_callback: ClientCertCallback | None) -> None:
         """Turn mTLS on with a client certificate, if the environment wants it.
@@ -91,7 +94,7 @@ class MtlsChannel:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self.cert != cert_at_request:  # another caller rotated it meanwhile
-                self._retarget(request, context)
+                self._retarget(request)
                 return
             # Added to google-auth in 2.4x; older versions never rotate.
             check = getattr(
@@ -117,14 +120,15 @@ class MtlsChannel:
                     f"loaded: {caught}"
                 ) from caught
             self.cert = cert
-            self._retarget(request, context)
+            self._retired.add(context)
+            self._retarget(request)
 
-    def _retarget(self, request: ClientRequest, old: ssl.SSLContext) -> None:
+    def _retarget(self, request: ClientRequest) -> None:
         # aiohttp fixes a request's SSL context when it builds it and offers no
         # way to change it; its `_ssl` attribute (aiohttp 3.12 to 3.14) is
         # the one place. Where it is missing, the new certificate is presented
         # from the next request on.
-        if self.context is not None and getattr(request, "_ssl", None) is old:
+        if self.context is not None and getattr(request, "_ssl", None) in self._retired:
             request._ssl = self.context
 
 

@@ -29,7 +29,11 @@ from google_auth_aiohttp._middleware import (
 )
 from google_auth_aiohttp._mtls import ClientCertCallback, MtlsChannel
 from google_auth_aiohttp._retry import Retry
-from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT, client_timeout
+from google_auth_aiohttp._transport import (
+    _DEFAULT_CLIENT_TIMEOUT,
+    _DEFAULT_TIMEOUT,
+    client_timeout,
+)
 
 # aiohttp discourages subclassing ClientSession because its internals change;
 # this class overrides only public methods, so the warning is silenced for
@@ -88,9 +92,7 @@ with warnings.catch_warnings():
 
         """
 
-        ATTRS = aiohttp.ClientSession.ATTRS | frozenset(
-            ("_auth", "_default_request_timeout", "_mtls")
-        )
+        ATTRS = aiohttp.ClientSession.ATTRS | frozenset(("_auth", "_mtls"))
 
         def __init__(
             self,
@@ -121,14 +123,15 @@ with warnings.catch_warnings():
                     f"https://{default_host}/" if default_host else None
                 )
             middlewares = (auth, *kwargs.pop("middlewares", ()))
+            # google-auth's request() waits 180 s by default; a timeout given
+            # to the session is taken as the caller's wish instead. Either is
+            # the session's own, so that requests need not pass one.
+            kwargs.setdefault("timeout", _DEFAULT_CLIENT_TIMEOUT)
             super().__init__(
                 auto_decompress=auto_decompress, middlewares=middlewares, **kwargs
             )
             self._auth = auth
             self._mtls = mtls
-            # google-auth's request() defaults to 180 s; a timeout given to the
-            # session itself is taken as the caller's wish instead.
-            self._default_request_timeout: Any = kwargs.get("timeout", _DEFAULT_TIMEOUT)
 
         async def __aenter__(self) -> AuthorizedSession:
             return self
@@ -229,24 +232,19 @@ with warnings.catch_warnings():
                 )
             if self._mtls.context is not None:
                 kwargs.setdefault("ssl", self._mtls.context)
-            request_timeout = (
-                self._default_request_timeout
-                if timeout is _DEFAULT_TIMEOUT
-                else client_timeout(timeout)
-            )
+            if timeout is not _DEFAULT_TIMEOUT:
+                kwargs["timeout"] = client_timeout(timeout)
+            if auto_decompress is not None:
+                kwargs["auto_decompress"] = auto_decompress
             middlewares = kwargs.get("middlewares")
             if middlewares is not None:
                 # Per-request middlewares replace the session's in aiohttp;
                 # keep authorizing.
                 kwargs["middlewares"] = (self._auth, *middlewares)
-            call = super().request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=request_timeout,
-                auto_decompress=auto_decompress,
-                **kwargs,
+            # ClientSession.request() only wraps _request() (which its own
+            # get() and post() call): one call less on every request.
+            call = _RequestContextManager(
+                self._request(method, url, data=data, headers=headers, **kwargs)
             )
             if max_allowed_time is None and retry is None:
                 return call

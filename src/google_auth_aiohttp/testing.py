@@ -490,16 +490,25 @@ class GoogleEmulator:
 
         try:
             header = jwt.decode_header(assertion)
+            unverified = jwt.decode(assertion, verify=False)
         except (ValueError, exceptions.GoogleAuthError) as caught:
             raise ValueError(f"Malformed assertion: {caught}") from caught
+        # Google finds the key by its ID, or, without one, by the issuer.
         key = self._state.keys.get(str(header.get("kid")))
+        if key is None and "kid" not in header:
+            key = next(
+                (
+                    k
+                    for k in self._state.keys.values()
+                    if k.email == unverified.get("iss")
+                ),
+                None,
+            )
         if key is None:
             raise ValueError("The assertion is signed by an unknown key.")
         try:
             claims: dict[str, Any] = jwt.decode(
-                assertion,
-                certs={str(header["kid"]): key.public_pem},
-                audience=audience,
+                assertion, certs=key.public_pem, audience=audience
             )
         except (ValueError, exceptions.GoogleAuthError) as caught:
             raise ValueError(f"Invalid assertion: {caught}") from caught
