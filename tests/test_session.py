@@ -535,3 +535,18 @@ async def test_a_client_librarys_api_client_header_is_extended_once(
             again = (await _echo(r))["headers"]["x-goog-api-client"]
     assert again.count("cred-type/sa") == 1
     assert headers == {"x-goog-api-client": "gl-python/3 gccl/1.0"}
+
+
+async def test_bytes_header_values_in_a_multidict_or_pairs(
+    google: GoogleEmulator, credentials: Any
+) -> None:
+    from multidict import CIMultiDict
+
+    multi = CIMultiDict([("X-Many", b"1"), ("X-Many", "2")])
+    async with AuthorizedSession(credentials) as session:
+        async with session.get(google.api_url("m"), headers=multi) as response:
+            assert response.status == 200
+        pairs = [("X-Pair", "p")]
+        async with session.get(google.api_url("p"), headers=pairs) as response:
+            assert (await _echo(response))["headers"]["x-pair"] == "p"
+    assert multi.getall("X-Many") == [b"1", "2"]

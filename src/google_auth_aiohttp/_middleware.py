@@ -110,6 +110,7 @@ class AuthMiddleware:
     __slots__ = (
         "_adapter",
         "_auth_request",
+        "_decode_headers",
         "_last_session",
         "_last_transport",
         "_max_refresh_attempts",
@@ -162,8 +163,10 @@ class AuthMiddleware:
         self._retry = retry
         self._auth_request = auth_request
         self._shared_refresh = shared_refresh_for(credentials)
-        # Set by AuthorizedSession, whose client certificate may rotate.
+        # Set by AuthorizedSession, whose client certificate may rotate and
+        # which decodes bytes header values itself, where they come from.
         self._mtls: MtlsChannel | None = None
+        self._decode_headers = True
         self._last_session: aiohttp.ClientSession | None = None
         self._last_transport: Any = None
 
@@ -207,7 +210,8 @@ class AuthMiddleware:
                     )
                     return _unauthorized(request, handler, asked_origin)
 
-        _decode_bytes_headers(request)
+        if self._decode_headers:
+            _decode_bytes_headers(request)
         retry, deadline = self._retry, None
         options = call_options.get()
         if options is not None:
@@ -411,10 +415,7 @@ def _decode_bytes_headers(request: ClientRequest) -> None:
     # google-resumable-media and others pass bytes values, which aiohttp
     # cannot serialize; decode them, as google-auth's transport did.
     headers: CIMultiDict[Any] = request.headers
-    for value in headers.values():
-        if isinstance(value, bytes):
-            break
-    else:
+    if bytes not in map(type, headers.values()):  # the usual case, checked in C
         return
     items = [
         (key, value.decode("utf-8") if isinstance(value, bytes) else value)
