@@ -1,4 +1,4 @@
-"""Sessions CI runs: tests, lint, typecheck, docs."""
+"""Sessions CI runs (tests, lint, typecheck, docs), and the benchmark."""
 
 from __future__ import annotations
 
@@ -33,3 +33,18 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     session.install("-e", ".[docs]")
     session.run("sphinx-build", "-W", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmark against raw aiohttp and the peers; writes benchmarks/RESULTS.md."""
+    session.install("-e", ".[bench]")
+    session.run(
+        "python",
+        "benchmarks/bench.py",
+        "--markdown",
+        "benchmarks/RESULTS.md",
+        "--chart",
+        "benchmarks/ratios.png",
+        *session.posargs,
+    )

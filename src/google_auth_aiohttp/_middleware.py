@@ -13,8 +13,12 @@ installs an :class:`AuthMiddleware` as its first middleware; users of a plain
    the caller's headers into it, so the caller's object is never touched);
 4. sends it, and on a status in ``refresh_status_codes`` releases the
    response, refreshes once for all concurrent callers, and sends it again,
-   with the same body, up to ``max_refresh_attempts`` times. A body that
-   cannot be read twice is never re-sent: the response is returned as it is.
+   with the same body, up to ``max_refresh_attempts`` times (after a 401
+   from an mTLS endpoint, with a rotated client certificate if there is one).
+   A body that cannot be read twice is never re-sent: the response is
+   returned as it is;
+5. with a :class:`~google_auth_aiohttp.Retry` policy, sends it again after
+   transient statuses and broken connections, within the call's deadline.
 """
 
 from __future__ import annotations
