@@ -72,7 +72,7 @@ class CredentialsAdapter:
     (:meth:`token_state`: fresh, stale but usable while a refresh runs in the
     background, or unusable), to refresh (:meth:`refresh`, which the flow makes
     sure runs once for all waiters), and to put the credentials' headers on a
-    request (:meth:`apply`).
+    request (:meth:`apply`, or :meth:`apply_stale` for a stale token).
 
     It also keeps the headers the credentials last produced, and until when
     the token stays fresh, so that the flow can reuse them without calling
@@ -137,11 +137,6 @@ class CredentialsAdapter:
         self._headers_expiry = expiry
         self._headers_fresh_until = fresh_until
 
-    @property
-    def token(self) -> Any:
-        """The token the credentials hold now (compared, never logged)."""
-        return self.credentials.token
-
     def token_state(self) -> TokenState:
         """Return whether the token is fresh, stale (usable) or invalid."""
         if not self.can_refresh:
@@ -158,12 +153,7 @@ class CredentialsAdapter:
         raise NotImplementedError
 
     async def apply(
-        self,
-        request: Any,
-        method: str,
-        url: str,
-        headers: MutableMapping[str, str],
-        stale: bool = False,
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
         """Add the credentials' headers (token, quota project, …) to ``headers``.
 
@@ -172,11 +162,19 @@ class CredentialsAdapter:
             method (str): The request's method.
             url (str): The request's URL.
             headers (MutableMapping[str, str]): The headers to add to.
-            stale (bool): The token is stale and a refresh is under way:
-                apply it as it is. google-auth's ``before_request`` would
-                refresh first, since it counts a stale token as expired.
         """
         raise NotImplementedError
+
+    def apply_stale(self, headers: MutableMapping[str, str]) -> None:
+        """Add the headers of a stale token, while a refresh is under way.
+
+        google-auth's ``before_request`` would refresh first, since it counts a
+        stale token as expired; this applies the token as it is.
+
+        Args:
+            headers (MutableMapping[str, str]): The headers to add to.
+        """
+        self.credentials.apply(headers)
 
 
 class LegacyAsyncAdapter(CredentialsAdapter):
@@ -197,18 +195,10 @@ class LegacyAsyncAdapter(CredentialsAdapter):
             await result
 
     async def apply(
-        self,
-        request: Any,
-        method: str,
-        url: str,
-        headers: MutableMapping[str, str],
-        stale: bool = False,
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
         """Add the credentials' headers to ``headers``."""
-        if stale:
-            self.credentials.apply(headers)
-        else:
-            await self.credentials.before_request(request, method, url, headers)
+        await self.credentials.before_request(request, method, url, headers)
 
 
 class AioAdapter(LegacyAsyncAdapter):
@@ -265,22 +255,10 @@ class SyncAdapter(CredentialsAdapter):
         await asyncio.to_thread(self.credentials.refresh, self._sync_request(request))
 
     async def apply(
-        self,
-        request: Any,
-        method: str,
-        url: str,
-        headers: MutableMapping[str, str],
-        stale: bool = False,
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
         """Add the credentials' headers to ``headers``."""
         credentials = self.credentials
-        if stale:
-            # What before_request adds, without its refresh.
-            usage = getattr(credentials, "_metric_header_for_usage", None)
-            if usage is not None:
-                metrics.add_metric_header(headers, usage())
-            credentials.apply(headers)
-            return
         sync_request = self._sync_request(request)
         if credentials.valid:
             credentials.before_request(sync_request, method, url, headers)
@@ -288,6 +266,13 @@ class SyncAdapter(CredentialsAdapter):
             await asyncio.to_thread(
                 credentials.before_request, sync_request, method, url, headers
             )
+
+    def apply_stale(self, headers: MutableMapping[str, str]) -> None:
+        """Add what ``before_request`` adds, usage metric included, but no refresh."""
+        usage = getattr(self.credentials, "_metric_header_for_usage", None)
+        if usage is not None:
+            metrics.add_metric_header(headers, usage())
+        self.credentials.apply(headers)
 
 
 def _is_legacy_async(credentials: Any) -> bool:

@@ -298,16 +298,16 @@ class AuthMiddleware:
         adapter = self._adapter
         transport = self._transport(request.session)
         state = adapter.token_state()
+        headers: dict[str, str] = {}
         if state is TokenState.STALE:
             # Still valid: use it, and get the next one without anybody waiting.
             self._shared_refresh.start(adapter, transport, self._refresh_timeout)
-        elif state is TokenState.INVALID:
+            adapter.apply_stale(headers)
+            return headers
+        if state is TokenState.INVALID:
             await self._shared_refresh.run(adapter, transport, self._refresh_timeout)
-        stale = state is TokenState.STALE
-        headers: dict[str, str] = {}
-        await adapter.apply(transport, request.method, str(request.url), headers, stale)
-        if not stale:
-            adapter.remember(headers)
+        await adapter.apply(transport, request.method, str(request.url), headers)
+        adapter.remember(headers)
         return headers
 
     async def _rotate_certificate(

@@ -92,7 +92,10 @@ class SharedRefresh:
         task = self._task
         loop = asyncio.get_running_loop()
         if task is None or task.get_loop() is not loop:
-            if rejected_token is not _UNSET and adapter.token != rejected_token:
+            if (
+                rejected_token is not _UNSET
+                and adapter.credentials.token != rejected_token
+            ):
                 return
             task = loop.create_task(self._refresh(adapter, request, timeout))
             # A credentials object used from two event loops at once shares
