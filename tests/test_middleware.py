@@ -113,3 +113,14 @@ def test_bad_arguments_are_clear_errors(credentials: Any) -> None:
         AuthMiddleware(credentials, max_refresh_attempts=-2)
     with pytest.raises(TypeError, match="max_refresh_attempts must be an int"):
         AuthMiddleware(credentials, max_refresh_attempts=1.5)  # type: ignore[arg-type]
+
+
+async def test_bytes_header_values_are_decoded_on_a_plain_session(
+    google: GoogleEmulator, credentials: Any
+) -> None:
+    async with (
+        aiohttp.ClientSession(middlewares=[AuthMiddleware(credentials)]) as session,
+        session.get(google.api_url("b"), headers={"X-Bytes": "é".encode()}) as r,
+    ):
+        assert r.status == 200
+        assert (await r.json())["headers"]["x-bytes"] == "é"

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -415,15 +415,29 @@ def _merge_headers(headers: CIMultiDict[str], added: dict[str, str]) -> None:
             headers[name] = value
 
 
+def decode_bytes_values(headers: Any) -> Any:
+    """Return ``headers`` with bytes values decoded as UTF-8, in a copy if any are.
+
+    google-resumable-media and others pass bytes, which aiohttp cannot send;
+    google-auth's transport decoded them. A mapping without bytes values, or
+    anything but a mapping, is returned as it is.
+
+    Args:
+        headers (Any): Request headers, as callers give them to aiohttp.
+
+    Returns:
+        Any: ``headers``, or a :class:`multidict.CIMultiDict` copy, decoded.
+    """
+    if not isinstance(headers, Mapping) or bytes not in map(type, headers.values()):
+        return headers  # the usual case, checked in C
+    return CIMultiDict(
+        (name, value.decode("utf-8") if isinstance(value, bytes) else value)
+        for name, value in headers.items()
+    )
+
+
 def _decode_bytes_headers(request: ClientRequest) -> None:
-    # google-resumable-media and others pass bytes values, which aiohttp
-    # cannot serialize; decode them, as google-auth's transport did.
-    headers: CIMultiDict[Any] = request.headers
-    if bytes not in map(type, headers.values()):  # the usual case, checked in C
-        return
-    items = [
-        (key, value.decode("utf-8") if isinstance(value, bytes) else value)
-        for key, value in headers.items()
-    ]
-    headers.clear()
-    headers.extend(items)
+    decoded = decode_bytes_values(request.headers)
+    if decoded is not request.headers:
+        request.headers.clear()
+        request.headers.extend(decoded)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Collection, Coroutine, Mapping
+from collections.abc import Collection, Coroutine
 from typing import Any
 
 import aiohttp
 from aiohttp.client import _RequestContextManager
 from google.oauth2 import service_account
-from multidict import CIMultiDict
 from yarl import URL
 
 from google_auth_aiohttp._logging import safe_url
@@ -27,6 +26,7 @@ from google_auth_aiohttp._middleware import (
     AuthMiddleware,
     CallOptions,
     call_options,
+    decode_bytes_values,
 )
 from google_auth_aiohttp._mtls import ClientCertCallback, MtlsChannel
 from google_auth_aiohttp._retry import Retry
@@ -233,7 +233,7 @@ with warnings.catch_warnings():
                     f"{max_allowed_time}."
                 )
             if headers:
-                headers = _decoded(headers)
+                headers = decode_bytes_values(headers)
             if self._mtls.context is not None:
                 kwargs.setdefault("ssl", self._mtls.context)
             if timeout is not _DEFAULT_TIMEOUT:
@@ -297,20 +297,6 @@ with warnings.catch_warnings():
         def delete(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
             """Send an authorized DELETE request; see :meth:`request`."""
             return self.request("DELETE", url, **kwargs)
-
-
-def _decoded(headers: Any) -> Any:
-    """``headers`` with bytes values decoded as UTF-8, in a copy if any are.
-
-    google-resumable-media and others pass bytes, which aiohttp cannot send;
-    google-auth's transport decoded them (in the caller's own dict).
-    """
-    if not isinstance(headers, Mapping) or bytes not in map(type, headers.values()):
-        return headers
-    return CIMultiDict(
-        (name, value.decode("utf-8") if isinstance(value, bytes) else value)
-        for name, value in headers.items()
-    )
 
 
 async def _with_options(
