@@ -50,6 +50,7 @@ DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
 DEFAULT_MAX_REFRESH_ATTEMPTS: int = google_transport.DEFAULT_MAX_REFRESH_ATTEMPTS
 
 _REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
+_API_CLIENT = "x-goog-api-client"
 
 
 @dataclass(frozen=True)
@@ -201,20 +202,10 @@ class AuthMiddleware:
         asked_origin: URL | None = None  # None: the request's own origin
         pending = _pending_redirect.get()
         if pending is not None:
-            _pending_redirect.set(None)
-            next_hop, from_origin = pending
-            url = request.url
-            if url.with_query(None) == next_hop:
-                asked_origin = from_origin
-                if url.origin() != asked_origin:
-                    LOGGER.debug(
-                        "Not authorizing %s: redirected there from %s.",
-                        safe_url(url),
-                        asked_origin,
-                    )
-                    return _unauthorized(request, handler, asked_origin)
-
-        if self._decode_headers:
+            asked_origin = _redirected_from(request, pending)
+            if asked_origin is not None and request.url.origin() != asked_origin:
+                return _unauthorized(request, handler, asked_origin)
+        if self._decode_headers and bytes in map(type, request.headers.values()):
             _decode_bytes_headers(request)
         retry, deadline = self._retry, None
         options = call_options.get()
@@ -236,7 +227,10 @@ class AuthMiddleware:
         headers = adapter.fresh_headers()
         if headers is None:  # no fresh token, or not known yet: ask google-auth
             headers = await self._credentials_headers(request)
-        _merge_headers(request.headers, headers)
+        if _API_CLIENT in request.headers:
+            _merge_headers(request.headers, headers)
+        else:
+            request.headers.update(headers)  # the usual case, in C
         sent_token = adapter.credentials.token
         sent_cert = None if self._mtls is None else self._mtls.cert
         response = await handler(request)
@@ -384,6 +378,21 @@ def _replayable(request: ClientRequest, after: object) -> bool:
     return True
 
 
+def _redirected_from(request: ClientRequest, pending: tuple[URL, URL]) -> URL | None:
+    """The origin the caller asked for, if ``request`` is the pending redirect hop."""
+    _pending_redirect.set(None)
+    next_hop, asked_origin = pending
+    if request.url.with_query(None) != next_hop:
+        return None
+    if request.url.origin() != asked_origin:
+        LOGGER.debug(
+            "Not authorizing %s: redirected there from %s.",
+            safe_url(request.url),
+            asked_origin,
+        )
+    return asked_origin
+
+
 async def _unauthorized(
     request: ClientRequest, handler: ClientHandlerType, asked_origin: URL
 ) -> ClientResponse:
@@ -408,7 +417,7 @@ def _merge_headers(headers: CIMultiDict[str], added: dict[str, str]) -> None:
     # each one, but append to a client library's own x-goog-api-client (once:
     # a request re-sent after a refresh already has it).
     for name, value in added.items():
-        if name == "x-goog-api-client" and name in headers:
+        if name == _API_CLIENT and name in headers:
             if value not in headers[name]:
                 headers[name] = f"{headers[name]} {value}"
         else:
@@ -437,6 +446,7 @@ def decode_bytes_values(headers: Any) -> Any:
 
 
 def _decode_bytes_headers(request: ClientRequest) -> None:
+    """Decode bytes header values in place (aiohttp has copied the caller's)."""
     decoded = decode_bytes_values(request.headers)
     if decoded is not request.headers:
         request.headers.clear()
