@@ -57,6 +57,36 @@ async def test_every_verb_is_authorized(
     assert google.token_requests == 1
 
 
+@pytest.mark.parametrize("verb", ["get", "post", "put", "patch", "delete", "options"])
+async def test_every_verb_sends_its_body_and_options(
+    google: GoogleEmulator, credentials: Any, verb: str
+) -> None:
+    async with AuthorizedSession(credentials) as session:
+        send = getattr(session, verb)
+        async with send(google.api_url("v"), data=b"payload") as response:
+            echo = await response.json()
+        assert (echo["method"], echo["body"]) == (verb.upper(), "payload")
+        # Options the verbs pass on: here, not following a redirect.
+        target = google.api_url("elsewhere")
+        url = f"{google.api_url('from')}?redirect={target}"
+        async with send(url, allow_redirects=False, max_allowed_time=5) as response:
+            assert response.status == 302
+        async with send(url) as response:
+            assert response.status == 200
+            assert (await response.json())["path"] == "/api/elsewhere"
+
+
+async def test_head_does_not_follow_redirects_unless_asked(
+    google: GoogleEmulator, credentials: Any
+) -> None:
+    url = f"{google.api_url('from')}?redirect={google.api_url('to')}"
+    async with AuthorizedSession(credentials) as session:
+        async with session.head(url) as response:
+            assert response.status == 302
+        async with session.head(url, allow_redirects=True) as response:
+            assert response.status == 200
+
+
 async def test_request_is_authorized(google: GoogleEmulator, credentials: Any) -> None:
     async with AuthorizedSession(credentials) as session:
         async with session.request("GET", google.api_url("r")) as response:
@@ -451,6 +481,8 @@ async def test_closed_session_is_a_clear_error(credentials: Any) -> None:
     await session.close()
     with pytest.raises(RuntimeError, match="AuthorizedSession is closed"):
         await session.get("http://127.0.0.1/")
+    with pytest.raises(RuntimeError, match="AuthorizedSession is closed"):
+        await session.post("http://127.0.0.1/", data=b"x", headers={"A": "b"})
 
 
 async def test_bad_arguments_are_clear_errors(credentials: Any) -> None:

@@ -240,11 +240,10 @@ with warnings.catch_warnings():
                 kwargs["timeout"] = client_timeout(timeout)
             if auto_decompress is not None:
                 kwargs["auto_decompress"] = auto_decompress
-            middlewares = kwargs.get("middlewares")
-            if middlewares is not None:
+            if kwargs.get("middlewares") is not None:
                 # Per-request middlewares replace the session's in aiohttp;
                 # keep authorizing.
-                kwargs["middlewares"] = (self._auth, *middlewares)
+                kwargs["middlewares"] = (self._auth, *kwargs["middlewares"])
             # ClientSession.request() only wraps _request() (which its own
             # get() and post() call): one call less on every request.
             call = _RequestContextManager(
@@ -256,47 +255,73 @@ with warnings.catch_warnings():
                 _with_options(call, retry, max_allowed_time, method, url)
             )
 
+        def _verb(
+            self,
+            method: str,
+            url: str | URL,
+            allow_redirects: bool,
+            data: Any,
+            kwargs: dict[str, Any],
+        ) -> _RequestContextManager:
+            # The verbs' common case (no options, open, no client certificate)
+            # goes to aiohttp at once: the middleware does the rest.
+            if kwargs or self.closed or self._mtls.context is not None:
+                if data is not None:  # named by post(), put() and patch() only
+                    kwargs["data"] = data
+                return self.request(
+                    method, url, allow_redirects=allow_redirects, **kwargs
+                )
+            return _RequestContextManager(
+                self._request(method, url, data=data, allow_redirects=allow_redirects)
+            )
+
         def get(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
         ) -> _RequestContextManager:
             """Send an authorized GET request; see :meth:`request`."""
-            return self.request("GET", url, allow_redirects=allow_redirects, **kwargs)
+            return self._verb("GET", url, allow_redirects, None, kwargs)
 
         def options(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
         ) -> _RequestContextManager:
             """Send an authorized OPTIONS request; see :meth:`request`."""
-            return self.request(
-                "OPTIONS", url, allow_redirects=allow_redirects, **kwargs
-            )
+            return self._verb("OPTIONS", url, allow_redirects, None, kwargs)
 
         def head(
             self, url: str | URL, *, allow_redirects: bool = False, **kwargs: Any
         ) -> _RequestContextManager:
             """Send an authorized HEAD request; see :meth:`request`."""
-            return self.request("HEAD", url, allow_redirects=allow_redirects, **kwargs)
+            return self._verb("HEAD", url, allow_redirects, None, kwargs)
 
         def post(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> _RequestContextManager:
             """Send an authorized POST request; see :meth:`request`."""
-            return self.request("POST", url, data=data, **kwargs)
+            return self._verb(
+                "POST", url, kwargs.pop("allow_redirects", True), data, kwargs
+            )
 
         def put(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> _RequestContextManager:
             """Send an authorized PUT request; see :meth:`request`."""
-            return self.request("PUT", url, data=data, **kwargs)
+            return self._verb(
+                "PUT", url, kwargs.pop("allow_redirects", True), data, kwargs
+            )
 
         def patch(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> _RequestContextManager:
             """Send an authorized PATCH request; see :meth:`request`."""
-            return self.request("PATCH", url, data=data, **kwargs)
+            return self._verb(
+                "PATCH", url, kwargs.pop("allow_redirects", True), data, kwargs
+            )
 
         def delete(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
             """Send an authorized DELETE request; see :meth:`request`."""
-            return self.request("DELETE", url, **kwargs)
+            return self._verb(
+                "DELETE", url, kwargs.pop("allow_redirects", True), None, kwargs
+            )
 
 
 async def _with_options(
