@@ -227,7 +227,7 @@ class AuthMiddleware:
         headers = adapter.fresh_headers()
         if headers is None:  # no fresh token, or not known yet: ask google-auth
             headers = await self._credentials_headers(request)
-        if _API_CLIENT in request.headers:
+        if _API_CLIENT in headers and _API_CLIENT in request.headers:
             _merge_headers(request.headers, headers)
         else:
             request.headers.update(headers)  # the usual case, in C
