@@ -48,3 +48,16 @@ def bench(session: nox.Session) -> None:
         "benchmarks/ratios.png",
         *session.posargs,
     )
+
+
+@nox.session
+def instructions(session: nox.Session) -> None:
+    """Count instructions per request (needs valgrind); benchmarks/INSTRUCTIONS.md."""
+    session.install("-e", ".[bench]")
+    session.run(
+        "python",
+        "benchmarks/instructions.py",
+        "--markdown",
+        "benchmarks/INSTRUCTIONS.md",
+        *session.posargs,
+    )
