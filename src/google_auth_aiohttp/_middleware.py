@@ -123,6 +123,7 @@ class AuthMiddleware:
         "_refresh_status_codes",
         "_refresh_timeout",
         "_retry",
+        "_scan_headers",
         "_shared_refresh",
     )
 
@@ -172,6 +173,10 @@ class AuthMiddleware:
         # which decodes bytes header values itself, where they come from.
         self._mtls: MtlsChannel | None = None
         self._decode_headers = True
+        # On a plain session bytes values can only be found among all of
+        # aiohttp's headers, and scanning those costs more than the rest of
+        # the steady state: the scan starts once aiohttp failed to write one.
+        self._scan_headers = False
         self._last_session: aiohttp.ClientSession | None = None
         self._last_transport: Any = None
 
@@ -199,14 +204,14 @@ class AuthMiddleware:
         """
         if credentials_request.get():
             return handler(request)
+        if self._scan_headers and bytes in map(type, request.headers.values()):
+            _decode_bytes_headers(request)
         asked_origin: URL | None = None  # None: the request's own origin
         pending = _pending_redirect.get()
         if pending is not None:
             asked_origin = _redirected_from(request, pending)
             if asked_origin is not None and request.url.origin() != asked_origin:
                 return _unauthorized(request, handler, asked_origin)
-        if self._decode_headers and bytes in map(type, request.headers.values()):
-            _decode_bytes_headers(request)
         retry, deadline = self._retry, None
         options = call_options.get()
         if options is not None:
@@ -228,12 +233,19 @@ class AuthMiddleware:
         if headers is None:  # no fresh token, or not known yet: ask google-auth
             headers = await self._credentials_headers(request)
         if _API_CLIENT in headers and _API_CLIENT in request.headers:
+            if self._decode_headers:
+                _decode_bytes_headers(request)  # before appending to one
             _merge_headers(request.headers, headers)
         else:
             request.headers.update(headers)  # the usual case, in C
         sent_token = adapter.credentials.token
         sent_cert = None if self._mtls is None else self._mtls.cert
-        response = await handler(request)
+        try:
+            response = await handler(request)
+        except TypeError:
+            if not self._decoded_after_failure(request):
+                raise
+            response = await handler(request)
         status = response.status
         if status in self._refresh_status_codes:
             response = await self._refresh_and_resend(
@@ -245,6 +257,23 @@ class AuthMiddleware:
         if status in _REDIRECT_STATUSES:
             return _note_redirect(response, asked_origin or request.url.origin())
         return response
+
+    def _decoded_after_failure(self, request: ClientRequest) -> bool:
+        """Decode the bytes header values aiohttp could not write, if any.
+
+        aiohttp closed the connection it failed on; the request can be sent
+        again on another. From now on this middleware decodes before sending.
+        """
+        if not self._decode_headers or not _decode_bytes_headers(request):
+            return False
+        self._scan_headers = True
+        LOGGER.debug(
+            "Decoded bytes header values of %s %s as UTF-8 and sent it again; "
+            "requests are checked for them from now on.",
+            request.method,
+            safe_url(request.url),
+        )
+        return True
 
     async def _refresh_and_resend(
         self,
@@ -445,9 +474,14 @@ def decode_bytes_values(headers: Any) -> Any:
     )
 
 
-def _decode_bytes_headers(request: ClientRequest) -> None:
-    """Decode bytes header values in place (aiohttp has copied the caller's)."""
+def _decode_bytes_headers(request: ClientRequest) -> bool:
+    """Decode bytes header values in place (aiohttp has copied the caller's).
+
+    Returns whether there were any.
+    """
     decoded = decode_bytes_values(request.headers)
-    if decoded is not request.headers:
-        request.headers.clear()
-        request.headers.extend(decoded)
+    if decoded is request.headers:
+        return False
+    request.headers.clear()
+    request.headers.extend(decoded)
+    return True
