@@ -483,6 +483,13 @@ async def test_closed_session_is_a_clear_error(credentials: Any) -> None:
         await session.get("http://127.0.0.1/")
     with pytest.raises(RuntimeError, match="AuthorizedSession is closed"):
         await session.post("http://127.0.0.1/", data=b"x", headers={"A": "b"})
+    # A shared connector closed by its owner: aiohttp's own error.
+    connector = aiohttp.TCPConnector()
+    shared = AuthorizedSession(credentials, connector=connector, connector_owner=False)
+    await connector.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await shared.get("http://127.0.0.1/")
+    await shared.close()
 
 
 async def test_bad_arguments_are_clear_errors(credentials: Any) -> None:

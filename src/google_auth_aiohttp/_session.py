@@ -264,8 +264,10 @@ with warnings.catch_warnings():
             kwargs: dict[str, Any],
         ) -> _RequestContextManager:
             # The verbs' common case (no options, open, no client certificate)
-            # goes to aiohttp at once: the middleware does the rest.
-            if kwargs or self.closed or self._mtls.context is not None:
+            # goes to aiohttp at once: the middleware does the rest. close()
+            # drops the connector (what `closed` reads, through two properties);
+            # request() explains a closed session.
+            if kwargs or self._connector is None or self._mtls.context is not None:
                 if data is not None:  # named by post(), put() and patch() only
                     kwargs["data"] = data
                 return self.request(
