@@ -38,26 +38,22 @@ def docs(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmark against raw aiohttp and the peers; writes benchmarks/RESULTS.md."""
-    session.install("-e", ".[bench]")
-    session.run(
-        "python",
-        "benchmarks/bench.py",
-        "--markdown",
-        "benchmarks/RESULTS.md",
-        "--chart",
-        "benchmarks/ratios.png",
-        *session.posargs,
-    )
+    _benchmark(session, "bench.py", "RESULTS.md", "--chart", "benchmarks/ratios.png")
 
 
 @nox.session
 def instructions(session: nox.Session) -> None:
     """Count instructions per request (needs valgrind); benchmarks/INSTRUCTIONS.md."""
+    _benchmark(session, "instructions.py", "INSTRUCTIONS.md")
+
+
+def _benchmark(session: nox.Session, script: str, report: str, *args: str) -> None:
     session.install("-e", ".[bench]")
     session.run(
         "python",
-        "benchmarks/instructions.py",
+        f"benchmarks/{script}",
         "--markdown",
-        "benchmarks/INSTRUCTIONS.md",
+        f"benchmarks/{report}",
+        *args,
         *session.posargs,
     )

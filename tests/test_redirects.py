@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -43,8 +44,13 @@ async def test_same_origin_redirect_stays_authorized(
 
 @pytest.mark.parametrize("status", [302, 307])
 async def test_cross_origin_redirect_gets_no_credentials(
-    google: GoogleEmulator, session: Any, other_origin: Recorder, status: int
+    google: GoogleEmulator,
+    session: Any,
+    other_origin: Recorder,
+    status: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="google_auth_aiohttp")
     target = f"{other_origin.url}/elsewhere"
     async with session.post(
         _redirect(google, target, status), data=b"body"
@@ -55,6 +61,7 @@ async def test_cross_origin_redirect_gets_no_credentials(
     assert seen["path"] == "/elsewhere"
     assert "authorization" not in seen["headers"]
     assert "x-goog-user-project" not in seen["headers"]
+    assert f"Not authorizing {target}: redirected there from" in caplog.text
 
 
 async def test_direct_request_to_another_origin_is_authorized(

@@ -411,21 +411,18 @@ def _redirected_from(request: ClientRequest, pending: tuple[URL, URL]) -> URL | 
     """The origin the caller asked for, if ``request`` is the pending redirect hop."""
     _pending_redirect.set(None)
     next_hop, asked_origin = pending
-    if request.url.with_query(None) != next_hop:
-        return None
-    if request.url.origin() != asked_origin:
-        LOGGER.debug(
-            "Not authorizing %s: redirected there from %s.",
-            safe_url(request.url),
-            asked_origin,
-        )
-    return asked_origin
+    return asked_origin if request.url.with_query(None) == next_hop else None
 
 
 async def _unauthorized(
     request: ClientRequest, handler: ClientHandlerType, asked_origin: URL
 ) -> ClientResponse:
     """Send a redirect hop to another origin as it is, noting where it leads."""
+    LOGGER.debug(
+        "Not authorizing %s: redirected there from %s.",
+        safe_url(request.url),
+        asked_origin,
+    )
     return _note_redirect(await handler(request), asked_origin)
 
 
