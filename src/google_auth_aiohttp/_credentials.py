@@ -111,9 +111,13 @@ class CredentialsAdapter:
     def fresh_headers(self) -> dict[str, str] | None:
         """Return the headers of the current token, if known and still fresh."""
         credentials = self.credentials
+        try:
+            expiry = credentials.expiry  # cheaper than getattr() with a default
+        except AttributeError:
+            expiry = None
         if (
             credentials.token is self._headers_token
-            and getattr(credentials, "expiry", None) is self._headers_expiry
+            and expiry is self._headers_expiry
             and time.monotonic() < self._headers_fresh_until
         ):
             return self._headers

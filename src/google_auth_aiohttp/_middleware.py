@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Collection, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -37,12 +35,13 @@ from google.auth.credentials import TokenState
 from multidict import CIMultiDict
 from yarl import URL
 
+from google_auth_aiohttp import _call_context
+from google_auth_aiohttp._call_context import CallContext
 from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._mtls import MtlsChannel, is_mtls_endpoint
 from google_auth_aiohttp._refresh import shared_refresh_for
 from google_auth_aiohttp._retry import RETRYABLE_ERRORS, Retry
-from google_auth_aiohttp._transport import credentials_request
 
 DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
     google_transport.DEFAULT_REFRESH_STATUS_CODES
@@ -51,27 +50,6 @@ DEFAULT_MAX_REFRESH_ATTEMPTS: int = google_transport.DEFAULT_MAX_REFRESH_ATTEMPT
 
 _REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 _API_CLIENT = "x-goog-api-client"
-
-
-@dataclass(frozen=True)
-class CallOptions:
-    """What one AuthorizedSession call asks of the flow beyond the session's."""
-
-    retry: Retry | None
-    deadline: float | None  # loop.time() when max_allowed_time runs out
-
-
-#: Set by AuthorizedSession around a call that has per-call options.
-call_options: ContextVar[CallOptions | None] = ContextVar(
-    "google_auth_aiohttp_call_options", default=None
-)
-
-# Set when a response is a redirect: (URL of the next hop without its query,
-# origin the caller asked for). aiohttp follows the redirect in the same task,
-# so the next call of the middleware there can tell that it is that hop.
-_pending_redirect: ContextVar[tuple[URL, URL] | None] = ContextVar(
-    "google_auth_aiohttp_pending_redirect", default=None
-)
 
 
 class AuthMiddleware:
@@ -202,21 +180,32 @@ class AuthMiddleware:
         A plain function returning the coroutine to await, not a coroutine
         itself: the steady state then costs no extra coroutine layer.
         """
-        if credentials_request.get():
+        context = _call_context.current()
+        if context is None and self._retry is None and not self._scan_headers:
+            return self._send(request, handler, None)  # the steady state
+        return self._dispatch(request, handler, context)
+
+    def _dispatch(
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        context: CallContext | None,
+    ) -> Awaitable[ClientResponse]:
+        """Send ``request`` as its call's context and the settings ask."""
+        if context is not None and context.credentials_request:
             return handler(request)
         if self._scan_headers and bytes in map(type, request.headers.values()):
             _decode_bytes_headers(request)
         asked_origin: URL | None = None  # None: the request's own origin
-        pending = _pending_redirect.get()
-        if pending is not None:
-            asked_origin = _redirected_from(request, pending)
-            if asked_origin is not None and request.url.origin() != asked_origin:
-                return _unauthorized(request, handler, asked_origin)
         retry, deadline = self._retry, None
-        options = call_options.get()
-        if options is not None:
-            retry = options.retry or retry
-            deadline = options.deadline
+        if context is not None:
+            if context.pending_redirect is not None:
+                asked_origin = _redirected_from(request, context.pending_redirect)
+                if asked_origin is not None and request.url.origin() != asked_origin:
+                    return _unauthorized(request, handler, asked_origin)
+            if context.options is not None:
+                retry = context.options.retry or retry
+                deadline = context.options.deadline
         if retry is None or request.method not in retry.methods:
             return self._send(request, handler, asked_origin)
         return self._send_with_retries(request, handler, retry, deadline, asked_origin)
@@ -409,7 +398,7 @@ def _replayable(request: ClientRequest, after: object) -> bool:
 
 def _redirected_from(request: ClientRequest, pending: tuple[URL, URL]) -> URL | None:
     """The origin the caller asked for, if ``request`` is the pending redirect hop."""
-    _pending_redirect.set(None)
+    _call_context.change(pending_redirect=None)
     next_hop, asked_origin = pending
     return asked_origin if request.url.with_query(None) == next_hop else None
 
@@ -434,7 +423,7 @@ def _note_redirect(response: ClientResponse, asked_origin: URL) -> ClientRespons
         except ValueError:  # aiohttp rejects it and follows nothing
             return response
         next_hop = next_hop.with_query(None).with_fragment(None)
-        _pending_redirect.set((next_hop, asked_origin))
+        _call_context.change(pending_redirect=(next_hop, asked_origin))
     return response
 
 

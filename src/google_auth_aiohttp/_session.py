@@ -19,13 +19,13 @@ from aiohttp.client import _RequestContextManager
 from google.oauth2 import service_account
 from yarl import URL
 
+from google_auth_aiohttp import _call_context
+from google_auth_aiohttp._call_context import CallOptions
 from google_auth_aiohttp._logging import safe_url
 from google_auth_aiohttp._middleware import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
     AuthMiddleware,
-    CallOptions,
-    call_options,
     decode_bytes_values,
 )
 from google_auth_aiohttp._mtls import ClientCertCallback, MtlsChannel
@@ -335,7 +335,7 @@ async def _with_options(
 ) -> aiohttp.ClientResponse:
     loop = asyncio.get_running_loop()
     deadline = None if max_allowed_time is None else loop.time() + max_allowed_time
-    marker = call_options.set(CallOptions(retry, deadline))
+    marker = _call_context.change(options=CallOptions(retry, deadline))
     try:
         if max_allowed_time is None:
             return await call
@@ -351,4 +351,4 @@ async def _with_options(
                 ) from None
             raise
     finally:
-        call_options.reset(marker)
+        _call_context.restore(marker)

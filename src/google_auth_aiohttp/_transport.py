@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import types
 from collections.abc import Mapping
-from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
@@ -20,6 +19,7 @@ from google.auth import exceptions
 from google.auth import transport as google_transport
 from multidict import CIMultiDictProxy
 
+from google_auth_aiohttp import _call_context
 from google_auth_aiohttp._decoding import decode_body
 from google_auth_aiohttp._logging import LOGGER, safe_url
 
@@ -38,14 +38,6 @@ def client_timeout(
     if timeout == _DEFAULT_TIMEOUT:
         return _DEFAULT_CLIENT_TIMEOUT
     return aiohttp.ClientTimeout(total=timeout)
-
-
-#: True while credentials make their own requests (token endpoints, metadata
-#: servers): an auth middleware on the session lets those pass unauthorized,
-#: which also keeps a refresh from waiting on itself.
-credentials_request: ContextVar[bool] = ContextVar(
-    "google_auth_aiohttp_credentials_request", default=False
-)
 
 
 class Response(google_transport.Response):
@@ -208,7 +200,10 @@ class Request(google_transport.Request):
         kwargs.setdefault("raise_for_status", False)
         if LOGGER.isEnabledFor(10):
             LOGGER.debug("Credentials request: %s %s", method, safe_url(url))
-        marker = credentials_request.set(True)
+        # Credentials' own requests (token endpoints, metadata servers) pass
+        # an auth middleware on the session unauthorized; a refresh would
+        # otherwise wait on itself.
+        marker = _call_context.change(credentials_request=True)
         try:
             response = await session.request(
                 method,
@@ -221,7 +216,7 @@ class Request(google_transport.Request):
         except (TimeoutError, aiohttp.ClientError) as caught:
             raise _transport_error(method, url, caught, "sending") from caught
         finally:
-            credentials_request.reset(marker)
+            _call_context.restore(marker)
         if LOGGER.isEnabledFor(10):
             LOGGER.debug(
                 "Credentials response: %s %s -> %s",
