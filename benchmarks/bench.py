@@ -10,11 +10,12 @@ interleaved rounds, so that they share whatever the machine is doing.
         --chart benchmarks/ratios.png               # what README shows
 
 Throughput is reported as a ratio to raw aiohttp sending a fixed
-Authorization header, round by round (each client against raw's run of the
-same round), and the median of those ratios: the cost the auth layer adds,
-with the noise of a shared machine paired away. The processes are not pinned
-to CPUs: on a VM, waking a process on another vCPU costs more than the auth
-layer does.
+Authorization header. Raw aiohttp runs before and after every other client,
+and each of that client's runs is compared with the mean of the two raw runs
+around it; the table gives the median of those ratios. A second raw session
+is measured like the others, to show how far apart two identical clients
+come out. The processes are not pinned to CPUs: on a VM, waking a process on
+another vCPU costs more than the auth layer does.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import aiohttp
 from aiohttp import web
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+RAW = "raw aiohttp (fixed header)"
 Fetch = Callable[[str], Awaitable[int]]
 
 
@@ -110,7 +112,7 @@ class Client:
     throughput: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
-    ratios: list[float] = field(default_factory=list)  # to raw, round by round
+    ratios: list[float] = field(default_factory=list)  # to the raw runs around
 
 
 def _session_fetch(session: aiohttp.ClientSession) -> Fetch:
@@ -152,8 +154,16 @@ async def _make_clients(setup: dict[str, Any]) -> list[Client]:
         session = aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {token_source.token}"}
         )
+        return Client(RAW, _session_fetch(session), session.close)
+
+    async def raw_again() -> Client:
+        # The same as raw, in its own session: how far apart two identical
+        # clients come out, which is the noise of the measurement.
+        session = aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {token_source.token}"}
+        )
         return Client(
-            "raw aiohttp (fixed header)", _session_fetch(session), session.close
+            "raw aiohttp again (the noise)", _session_fetch(session), session.close
         )
 
     async def passthrough_middleware() -> Client:
@@ -265,6 +275,7 @@ async def _make_clients(setup: dict[str, Any]) -> list[Client]:
 
     for name, build in [
         ("raw", raw),
+        ("raw again", raw_again),
         ("pass-through middleware", passthrough_middleware),
         ("header middleware", header_middleware),
         ("ours async", ours_async),
@@ -326,26 +337,36 @@ async def steady_state(
         except Exception as caught:
             client.error = f"{type(caught).__name__}: {caught}"
     runnable = [c for c in runnable if c.error is None]
+    raw = next((c for c in runnable if c.name == RAW), None)
+    if raw is None:
+        raise SystemExit(f"{RAW} could not run: nothing to compare with.")
+    others = [c for c in runnable if c is not raw]
+
+    async def run(client: Client) -> float:
+        assert client.fetch is not None
+        rate, latencies, cpu_us, failures = await _round(
+            client.fetch, setup["api_url"], requests, concurrency
+        )
+        if failures:
+            client.error = f"{failures} non-200 responses"
+        client.throughput.append(rate)
+        client.latencies.extend(latencies)
+        client.cpu_us.append(cpu_us)
+        return rate
+
     for number in range(rounds):
-        # Interleaved: every client in every round, each round starting with
-        # another client, so that none is always first or last.
-        shift = number % len(runnable)
-        for client in runnable[shift:] + runnable[:shift]:
-            assert client.fetch is not None
-            rate, latencies, cpu_us, failures = await _round(
-                client.fetch, setup["api_url"], requests, concurrency
-            )
-            if failures:
-                client.error = f"{failures} non-200 responses"
-            client.throughput.append(rate)
-            client.latencies.extend(latencies)
-            client.cpu_us.append(cpu_us)
-    raw = next(c for c in runnable if c.name.startswith("raw"))
-    for client in runnable:
-        client.ratios = [
-            rate / limit
-            for rate, limit in zip(client.throughput, raw.throughput, strict=True)
-        ]
+        # Raw aiohttp runs before and after every other client, whose ratio
+        # is to the mean of those two runs: the neighbours on a shared
+        # machine change its speed from one second to the next. Each round
+        # starts with another client, so that none is always first or last.
+        shift = number % len(others)
+        before = await run(raw)
+        for client in others[shift:] + others[:shift]:
+            rate = await run(client)
+            after = await run(raw)
+            client.ratios.append(rate / ((before + after) / 2))
+            before = after
+    raw.ratios = [1.0] * rounds
     for client in clients:
         if client.close is not None:
             await client.close()
@@ -462,8 +483,8 @@ def _quartiles(values: list[float]) -> tuple[float, float, float]:
 
 def _table(clients: list[Client]) -> list[str]:
     lines = [
-        "| client | req/s median (min-max) | ratio to raw, median of rounds "
-        "(quartiles) | p50 ms | p99 ms | CPU µs/req |",
+        "| client | req/s median (min-max) | ratio to raw, median (quartiles) "
+        "| p50 ms | p99 ms | CPU µs/req |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for client in clients:
@@ -541,8 +562,10 @@ async def main(args: argparse.Namespace) -> int:
     report = [
         f"Machine: {_machine()}. Command: `{command.strip()}`.",
         "",
-        f"Steady state: {args.requests} GETs x {args.rounds} interleaved rounds at "
-        f"concurrency {args.concurrency}, token cached.",
+        f"Steady state: {args.requests} GETs x {args.rounds} rounds at concurrency "
+        f"{args.concurrency}, token cached; in every round raw aiohttp runs "
+        "before and after each other client, whose ratio is to the mean of "
+        "those two runs.",
         "",
         *_table(clients),
         "",
