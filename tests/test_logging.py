@@ -23,7 +23,9 @@ async def test_debug_logs_requests_and_refreshes_without_tokens(
         async with session.get(google.api_url("b")) as r:
             assert r.status == 200
     text = "\n".join(record.getMessage() for record in caplog.records)
-    assert f"GET {google.api_url('a')} -> 200" in text
+    # Requests the flow acted on are logged, the others are not.
+    assert f"GET {google.api_url('b')} -> 200 after 1 refresh(es)." in text
+    assert f"GET {google.api_url('a')} ->" not in text
     assert f"POST {google.token_uri}" in text
     assert "Refreshing credentials after a 401" in text
     assert "leak-me" not in text

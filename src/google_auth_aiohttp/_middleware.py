@@ -24,7 +24,6 @@ installs an :class:`AuthMiddleware` as its first middleware; users of a plain
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Collection, Mapping
 from typing import Any
 
@@ -37,6 +36,7 @@ from yarl import URL
 
 from google_auth_aiohttp import _call_context
 from google_auth_aiohttp._call_context import CallContext
+from google_auth_aiohttp._call_context import current as current_call_context
 from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._mtls import MtlsChannel, is_mtls_endpoint
@@ -180,7 +180,7 @@ class AuthMiddleware:
         A plain function returning the coroutine to await, not a coroutine
         itself: the steady state then costs no extra coroutine layer.
         """
-        context = _call_context.current()
+        context = current_call_context()
         if context is None and self._retry is None and not self._scan_headers:
             return self._send(request, handler, None)  # the steady state
         return self._dispatch(request, handler, context)
@@ -241,8 +241,6 @@ class AuthMiddleware:
                 request, handler, response, sent_token, sent_cert
             )
             status = response.status
-        if LOGGER.isEnabledFor(logging.DEBUG):
-            LOGGER.debug("%s %s -> %s", request.method, safe_url(request.url), status)
         if status in _REDIRECT_STATUSES:
             return _note_redirect(response, asked_origin or request.url.origin())
         return response
@@ -303,6 +301,16 @@ class AuthMiddleware:
             sent_token = adapter.credentials.token
             sent_cert = None if self._mtls is None else self._mtls.cert
             response = await handler(request)
+        if attempt:
+            # Only requests the flow acted on are logged; aiohttp's
+            # TraceConfig sees every request, at no cost to the others.
+            LOGGER.debug(
+                "%s %s -> %s after %d refresh(es).",
+                request.method,
+                safe_url(request.url),
+                response.status,
+                attempt,
+            )
         return response
 
     async def _credentials_headers(self, request: ClientRequest) -> dict[str, str]:
