@@ -41,6 +41,7 @@ from aiohttp import web
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 RAW = "raw aiohttp (fixed header)"
+RAW_AGAIN = "raw aiohttp again (the noise)"
 Fetch = Callable[[str], Awaitable[int]]
 
 
@@ -162,9 +163,7 @@ async def _make_clients(setup: dict[str, Any]) -> list[Client]:
         session = aiohttp.ClientSession(
             headers={"Authorization": f"Bearer {token_source.token}"}
         )
-        return Client(
-            "raw aiohttp again (the noise)", _session_fetch(session), session.close
-        )
+        return Client(RAW_AGAIN, _session_fetch(session), session.close)
 
     async def passthrough_middleware() -> Client:
         # What any aiohttp client middleware costs before doing anything: the
@@ -586,12 +585,40 @@ async def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reading(clients: list[Client]) -> str:
+    """How to read this run's table, with its own figures."""
+    raw = next(c for c in clients if c.name == RAW)
+    noise = next((c for c in clients if c.name == RAW_AGAIN and c.ratios), None)
+    text = (
+        "## Reading these figures\n\n"
+        "The machine is shared with other guests, which speed it up and slow it "
+        f"down from one second to the next: raw aiohttp ran between "
+        f"{min(raw.throughput):,.0f} and {max(raw.throughput):,.0f} requests a "
+        "second in this run. Each run of a client is therefore compared with the "
+        "raw runs just before and after it, and the table gives the median of "
+        "those ratios, with their quartiles."
+    )
+    if noise is not None:
+        low, median, high = _quartiles(noise.ratios)
+        text += (
+            f" A second raw session, identical to the first, came out at "
+            f"{median:.3f} ({low:.3f}-{high:.3f}): differences of that size are "
+            "the noise of the measurement."
+        )
+    return text + (
+        "\n\nInstruction counts do not move with the neighbours: "
+        "[INSTRUCTIONS.md](INSTRUCTIONS.md) (`nox -s instructions`, valgrind's "
+        "callgrind on the client process) has them for the same clients.\n"
+    )
+
+
 def _write(args: argparse.Namespace, report: list[str], clients: list[Client]) -> None:
     if args.markdown:
         with open(args.markdown, "w") as out:
             out.write("# Benchmark results\n\n" + "\n".join(report) + "\n")
             if args.chart:
                 out.write(f"\n![ratios]({os.path.basename(args.chart)})\n")
+            out.write("\n" + _reading(clients))
     if args.chart:
         _chart(clients, args.chart)
 
