@@ -29,8 +29,6 @@ from google.oauth2 import _credentials_async as oauth2_async
 from google_auth_aiohttp._sync_transport import LoopRequest
 from google_auth_aiohttp._transport import Request
 
-# Credentials whose refresh() can never yield a new token: a rejected request
-# is returned as it is rather than failing with "cannot be refreshed".
 try:
     from google.auth._regional_access_boundary_utils import (
         is_regional_access_boundary_lookup_enabled,
@@ -57,6 +55,11 @@ _TOKEN_ONLY_HEADERS = frozenset(
     )
 )
 
+# Bound once: the freshness check runs on every request.
+_monotonic = time.monotonic
+
+# Credentials whose refresh() can never yield a new token: a rejected request
+# is returned as it is rather than failing with "cannot be refreshed".
 _NEVER_REFRESH = (
     sync_credentials.AnonymousCredentials,
     jwt.OnDemandCredentials,
@@ -86,10 +89,9 @@ class CredentialsAdapter:
 
     __slots__ = (
         "_cacheable",
-        "_headers",
-        "_headers_expiry",
-        "_headers_fresh_until",
-        "_headers_token",
+        "_fresh",
+        "_fresh_expiry",
+        "_fresh_until",
         "can_refresh",
         "credentials",
     )
@@ -103,24 +105,30 @@ class CredentialsAdapter:
         # add the same headers whatever the request; an override (per-audience
         # JWTs, gcloud's access token, a user's class) is called every time.
         self._cacheable = type(credentials).before_request in _TOKEN_ONLY_HEADERS
-        self._headers: dict[str, str] = {}
-        self._headers_token: Any = None
-        self._headers_expiry: Any = None
-        self._headers_fresh_until = 0.0
+        # The headers and token remember() kept, as the pair fresh_headers()
+        # returns: no tuple is made per request.
+        self._fresh: tuple[dict[str, str], Any] = ({}, None)
+        self._fresh_expiry: Any = None
+        self._fresh_until = 0.0
 
-    def fresh_headers(self) -> dict[str, str] | None:
-        """Return the headers of the current token, if known and still fresh."""
+    def fresh_headers(self) -> tuple[dict[str, str], Any] | None:
+        """Return the current token's headers and the token, if still fresh.
+
+        The pair is the one :meth:`remember` made, not a new one: this is the
+        per-request path.
+        """
         credentials = self.credentials
         try:
             expiry = credentials.expiry  # cheaper than getattr() with a default
         except AttributeError:
             expiry = None
+        fresh = self._fresh
         if (
-            credentials.token is self._headers_token
-            and expiry is self._headers_expiry
-            and time.monotonic() < self._headers_fresh_until
+            credentials.token is fresh[1]
+            and expiry is self._fresh_expiry
+            and _monotonic() < self._fresh_until
         ):
-            return self._headers
+            return fresh
         return None
 
     def remember(self, headers: dict[str, str]) -> None:
@@ -135,11 +143,10 @@ class CredentialsAdapter:
             fresh_until = math.inf
         else:
             fresh_for = expiry - _helpers.REFRESH_THRESHOLD - _helpers.utcnow()
-            fresh_until = time.monotonic() + fresh_for.total_seconds()
-        self._headers = headers
-        self._headers_token = credentials.token
-        self._headers_expiry = expiry
-        self._headers_fresh_until = fresh_until
+            fresh_until = _monotonic() + fresh_for.total_seconds()
+        self._fresh = (headers, credentials.token)
+        self._fresh_expiry = expiry
+        self._fresh_until = fresh_until
 
     def token_state(self) -> TokenState:
         """Return whether the token is fresh, stale (usable) or invalid."""

@@ -50,6 +50,8 @@ DEFAULT_MAX_REFRESH_ATTEMPTS: int = google_transport.DEFAULT_MAX_REFRESH_ATTEMPT
 
 _REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 _API_CLIENT = "x-goog-api-client"
+# What __call__'s private keyword holds when aiohttp, not _dispatch, calls it.
+_DISPATCH: Any = object()
 
 
 class AuthMiddleware:
@@ -94,6 +96,7 @@ class AuthMiddleware:
         "_adapter",
         "_auth_request",
         "_decode_headers",
+        "_dispatch_all",
         "_last_session",
         "_last_transport",
         "_max_refresh_attempts",
@@ -103,6 +106,7 @@ class AuthMiddleware:
         "_retry",
         "_scan_headers",
         "_shared_refresh",
+        "_watched_statuses",
     )
 
     def __init__(
@@ -137,6 +141,7 @@ class AuthMiddleware:
                 f"google_auth_aiohttp.Request, not {type(auth_request).__name__}."
             )
         self._refresh_status_codes = frozenset(refresh_status_codes)
+        self._watched_statuses = self._refresh_status_codes | _REDIRECT_STATUSES
         self._max_refresh_attempts = max_refresh_attempts
         self._refresh_timeout = refresh_timeout
         if retry is not None and not isinstance(retry, Retry):
@@ -155,6 +160,9 @@ class AuthMiddleware:
         # aiohttp's headers, and scanning those costs more than the rest of
         # the steady state: the scan starts once aiohttp failed to write one.
         self._scan_headers = False
+        # Whether every request goes through _dispatch, not only those with a
+        # per-call context.
+        self._dispatch_all = retry is not None
         self._last_session: aiohttp.ClientSession | None = None
         self._last_transport: Any = None
 
@@ -172,18 +180,71 @@ class AuthMiddleware:
             self._last_session = session
         return self._last_transport
 
-    def __call__(
-        self, request: ClientRequest, handler: ClientHandlerType
-    ) -> Awaitable[ClientResponse]:
+    async def __call__(
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        *,
+        _asked_origin: Any = _DISPATCH,
+    ) -> ClientResponse:
         """Authorize ``request``, send it, and refresh and re-send it if rejected.
 
-        A plain function returning the coroutine to await, not a coroutine
-        itself: the steady state then costs no extra coroutine layer.
+        Args:
+            request (aiohttp.ClientRequest): The request, as aiohttp passes it.
+            handler (Callable): The rest of aiohttp's chain, which sends it.
+
+        Returns:
+            aiohttp.ClientResponse: The response, after any refresh.
         """
-        context = current_call_context()
-        if context is None and self._retry is None and not self._scan_headers:
-            return self._send(request, handler, None)  # the steady state
-        return self._dispatch(request, handler, context)
+        # One coroutine from aiohttp's call to its handler's: the steady state
+        # (no per-call context, no retries, no header scan) goes straight on;
+        # anything else is sorted out by _dispatch, which calls back in with
+        # the origin the caller asked for.
+        if _asked_origin is _DISPATCH:
+            context = current_call_context()
+            if context is not None or self._dispatch_all:
+                return await self._dispatch(request, handler, context)
+            _asked_origin = None
+        adapter = self._adapter
+        fresh = adapter.fresh_headers()
+        if fresh is None:  # no fresh token, or not known yet: ask google-auth
+            headers = await self._credentials_headers(request)
+            sent_token = adapter.credentials.token
+        else:
+            headers, sent_token = fresh
+        if _API_CLIENT in headers and _API_CLIENT in request.headers:
+            if self._decode_headers:
+                _decode_bytes_headers(request)  # before appending to one
+            _merge_headers(request.headers, headers)
+        else:
+            request.headers.update(headers)  # the usual case, in C
+        mtls = self._mtls
+        sent_cert = None if mtls is None else mtls.cert
+        try:
+            response = await handler(request)
+        except TypeError:
+            if not self._decoded_after_failure(request):
+                raise
+            response = await handler(request)
+        status = response.status
+        if status in self._watched_statuses:  # one check for the usual 2xx
+            if status in self._refresh_status_codes:
+                response = await self._refresh_and_resend(
+                    request, handler, response, sent_token, sent_cert
+                )
+                status = response.status
+            if status in _REDIRECT_STATUSES:
+                return _note_redirect(response, _asked_origin or request.url.origin())
+        return response
+
+    def _send(
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        asked_origin: URL | None,
+    ) -> Awaitable[ClientResponse]:
+        """Apply the credentials, send, and refresh and re-send while rejected."""
+        return self(request, handler, _asked_origin=asked_origin)
 
     def _dispatch(
         self,
@@ -210,41 +271,6 @@ class AuthMiddleware:
             return self._send(request, handler, asked_origin)
         return self._send_with_retries(request, handler, retry, deadline, asked_origin)
 
-    async def _send(
-        self,
-        request: ClientRequest,
-        handler: ClientHandlerType,
-        asked_origin: URL | None,
-    ) -> ClientResponse:
-        """Apply the credentials, send, and refresh and re-send while rejected."""
-        adapter = self._adapter
-        headers = adapter.fresh_headers()
-        if headers is None:  # no fresh token, or not known yet: ask google-auth
-            headers = await self._credentials_headers(request)
-        if _API_CLIENT in headers and _API_CLIENT in request.headers:
-            if self._decode_headers:
-                _decode_bytes_headers(request)  # before appending to one
-            _merge_headers(request.headers, headers)
-        else:
-            request.headers.update(headers)  # the usual case, in C
-        sent_token = adapter.credentials.token
-        sent_cert = None if self._mtls is None else self._mtls.cert
-        try:
-            response = await handler(request)
-        except TypeError:
-            if not self._decoded_after_failure(request):
-                raise
-            response = await handler(request)
-        status = response.status
-        if status in self._refresh_status_codes:
-            response = await self._refresh_and_resend(
-                request, handler, response, sent_token, sent_cert
-            )
-            status = response.status
-        if status in _REDIRECT_STATUSES:
-            return _note_redirect(response, asked_origin or request.url.origin())
-        return response
-
     def _decoded_after_failure(self, request: ClientRequest) -> bool:
         """Decode the bytes header values aiohttp could not write, if any.
 
@@ -253,7 +279,7 @@ class AuthMiddleware:
         """
         if not self._decode_headers or not _decode_bytes_headers(request):
             return False
-        self._scan_headers = True
+        self._scan_headers = self._dispatch_all = True
         LOGGER.debug(
             "Decoded bytes header values of %s %s as UTF-8 and sent it again; "
             "requests are checked for them from now on.",

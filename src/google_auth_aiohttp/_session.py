@@ -118,7 +118,6 @@ with warnings.catch_warnings():
                 auth_request=auth_request,
                 retry=retry,
             )
-            auth._mtls = mtls
             auth._decode_headers = False  # request() does it, for the caller's only
             if isinstance(credentials, service_account.Credentials):
                 credentials._create_self_signed_jwt(
@@ -170,6 +169,9 @@ with warnings.catch_warnings():
                     could not be had or loaded; the session is left as it was.
             """
             self._mtls.configure(client_cert_callback)
+            # The flow looks at the certificate only after a 401 from an mTLS
+            # endpoint; without one it has nothing to read per request.
+            self._auth._mtls = self._mtls if self._mtls.context is not None else None
 
         def request(  # type: ignore[override]
             self,
