@@ -286,6 +286,32 @@ async def test_refresh_status_codes_are_configurable(
     assert google.token_requests == 2
 
 
+async def test_token_replaced_behind_the_sessions_back_is_sent_at_once(
+    google: GoogleEmulator, any_credentials: Any, serve: Any
+) -> None:
+    # The headers are cached while the token is fresh; a token set on the
+    # credentials by anybody else (a refresh elsewhere) must still be used.
+    seen: list[str | None] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/", record)
+    url = await serve(app)
+    async with AuthorizedSession(any_credentials) as session:
+        for _ in range(2):
+            async with session.get(url) as response:
+                assert response.status == 200
+        first = any_credentials.token
+        any_credentials.token = f"{first}-replaced"
+        async with session.get(url) as response:
+            assert response.status == 200
+    assert seen == [f"Bearer {first}"] * 2 + [f"Bearer {first}-replaced"]
+    assert google.token_requests == 1
+
+
 async def test_concurrent_expiry_makes_one_token_request(
     google: GoogleEmulator, credentials: Any
 ) -> None:
