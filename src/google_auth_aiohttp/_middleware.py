@@ -96,7 +96,6 @@ class AuthMiddleware:
         "_adapter",
         "_auth_request",
         "_decode_headers",
-        "_dispatch_all",
         "_last_session",
         "_last_transport",
         "_max_refresh_attempts",
@@ -160,9 +159,6 @@ class AuthMiddleware:
         # aiohttp's headers, and scanning those costs more than the rest of
         # the steady state: the scan starts once aiohttp failed to write one.
         self._scan_headers = False
-        # Whether every request goes through _dispatch, not only those with a
-        # per-call context.
-        self._dispatch_all = retry is not None
         self._last_session: aiohttp.ClientSession | None = None
         self._last_transport: Any = None
 
@@ -202,7 +198,7 @@ class AuthMiddleware:
         # the origin the caller asked for.
         if _asked_origin is _DISPATCH:
             context = current_call_context()
-            if context is not None or self._dispatch_all:
+            if context is not None or self._retry is not None or self._scan_headers:
                 return await self._dispatch(request, handler, context)
             _asked_origin = None
         adapter = self._adapter
@@ -279,7 +275,7 @@ class AuthMiddleware:
         """
         if not self._decode_headers or not _decode_bytes_headers(request):
             return False
-        self._scan_headers = self._dispatch_all = True
+        self._scan_headers = True
         LOGGER.debug(
             "Decoded bytes header values of %s %s as UTF-8 and sent it again; "
             "requests are checked for them from now on.",
