@@ -61,7 +61,7 @@ async def test_cross_origin_redirect_gets_no_credentials(
     assert seen["path"] == "/elsewhere"
     assert "authorization" not in seen["headers"]
     assert "x-goog-user-project" not in seen["headers"]
-    assert f"Not authorizing {target}: redirected there from" in caplog.text
+    assert f"Not authorizing {target}: the call asked for" in caplog.text
 
 
 async def test_direct_request_to_another_origin_is_authorized(

@@ -24,8 +24,8 @@ from typing import Any
 
 from google.auth import exceptions
 
-from google_auth_aiohttp import _call_context
 from google_auth_aiohttp._credentials import CredentialsAdapter
+from google_auth_aiohttp._credentials_request import mark_task
 from google_auth_aiohttp._logging import LOGGER
 
 _UNSET: Any = object()
@@ -131,7 +131,7 @@ class SharedRefresh:
         LOGGER.debug("Refreshing %s.", type(adapter.credentials).__name__)
         # This task's own context: whatever transport the credentials use,
         # their requests are not authorized by an auth middleware.
-        _call_context.change(credentials_request=True)
+        mark_task()
         try:
             async with asyncio.timeout(timeout):
                 await adapter.refresh(request)

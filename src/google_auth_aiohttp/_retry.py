@@ -1,19 +1,25 @@
 """:class:`Retry`: which failures to send again, and how long to wait first.
 
-Retries are off unless asked for (google-auth's sessions have none). The auth
-flow in :mod:`google_auth_aiohttp._middleware` applies the policy; this module
-only decides.
+Retries are off unless asked for (google-auth's sessions have none). They are
+a layer ahead of the auth flow (:func:`send_with_retries`): each attempt goes
+through the whole flow again, refreshes included.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 import aiohttp
+from aiohttp import ClientRequest, ClientResponse
+
+from google_auth_aiohttp._body import can_resend
+from google_auth_aiohttp._checks import seconds
+from google_auth_aiohttp._logging import LOGGER, safe_url
 
 #: Failures that mean the request may not have reached the server, or the
 #: connection broke: sending again is as safe as for a transient status.
@@ -50,7 +56,9 @@ class Retry:
             the idempotent ones.
 
     Raises:
-        ValueError: If ``attempts`` is below 1 or a time is negative.
+        TypeError: If ``attempts`` is not an int or a time not a number.
+        ValueError: If ``attempts`` is below 1, or a time or the multiplier is
+            negative, NaN or infinite.
     """
 
     attempts: int = 3
@@ -63,14 +71,17 @@ class Retry:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int):
+            raise TypeError(
+                "Retry(attempts=...) must be an int, not "
+                f"{type(self.attempts).__name__}."
+            )
         if self.attempts < 1:
             raise ValueError(
                 f"Retry(attempts=...) must be 1 or more, not {self.attempts}."
             )
-        if self.initial < 0 or self.maximum < 0 or self.multiplier < 0:
-            raise ValueError(
-                "Retry's initial, maximum and multiplier must be 0 or more."
-            )
+        for name in ("initial", "maximum", "multiplier"):
+            seconds(f"Retry({name}=...)", getattr(self, name))
         # Frozen: set the normalized forms through object.__setattr__.
         object.__setattr__(self, "statuses", frozenset(self.statuses))
         object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
@@ -86,22 +97,94 @@ class Retry:
         Returns:
             float: Seconds to wait.
         """
-        ceiling = min(self.maximum, self.initial * self.multiplier**retry_number)
-        delay = random.uniform(0, ceiling)
+        delay = random.uniform(0, self._ceiling(retry_number))
         asked = _parse_retry_after(retry_after)
         return delay if asked is None else max(delay, asked)
 
+    def _ceiling(self, retry_number: int) -> float:
+        """``min(maximum, initial * multiplier ** retry_number)``, never overflowing."""
+        if self.multiplier <= 1:
+            return min(self.maximum, self.initial * self.multiplier**retry_number)
+        # Grow step by step up to the maximum: the power itself overflows a
+        # float within ~1,000 retries.
+        ceiling = self.initial
+        for _ in range(retry_number):
+            if ceiling >= self.maximum or ceiling == 0:
+                break
+            ceiling *= self.multiplier
+        return min(self.maximum, ceiling)
+
 
 def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for, or None if it is not valid.
+
+    RFC 9110 allows delay-seconds (digits only) or an HTTP-date: "inf",
+    "nan", "1e999" or "1_0", which ``float()`` accepts, are not delays.
+    """
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if value.isascii() and value.isdigit():
+        return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+async def send_with_retries(
+    request: ClientRequest,
+    send: Callable[[ClientRequest], Awaitable[ClientResponse]],
+    retry: Retry,
+    deadline: float | None,
+) -> ClientResponse:
+    """``send(request)``, again after transient failures, as ``retry`` allows.
+
+    Args:
+        request (aiohttp.ClientRequest): The request to send.
+        send (Callable): Sends it once (the auth flow, for one attempt).
+        retry (Retry): The policy.
+        deadline (Optional[float]): When the call must end, in
+            ``loop.time()``: an attempt that would start after it is not made,
+            and the last response is returned (or the last error raised).
+
+    Returns:
+        aiohttp.ClientResponse: The last response.
+    """
+    loop = asyncio.get_running_loop()
+    number = 0
+    while True:
+        last = number + 1 >= retry.attempts
+        try:
+            response = await send(request)
+        except RETRYABLE_ERRORS as error:
+            if last or not can_resend(request, type(error).__name__):
+                raise
+            delay = retry.backoff(number)
+            if deadline is not None and loop.time() + delay >= deadline:
+                raise
+            reason = type(error).__name__
+        else:
+            if (
+                response.status not in retry.statuses
+                or last
+                or not can_resend(request, response.status)
+            ):
+                return response
+            delay = retry.backoff(number, response.headers.get("Retry-After"))
+            if deadline is not None and loop.time() + delay >= deadline:
+                return response  # another attempt would end past the deadline
+            response.release()
+            reason = str(response.status)
+        LOGGER.debug(
+            "Retrying %s %s in %.2fs after %s (attempt %d of %d).",
+            request.method,
+            safe_url(request.url),
+            delay,
+            reason,
+            number + 2,
+            retry.attempts,
+        )
+        await asyncio.sleep(delay)
+        number += 1

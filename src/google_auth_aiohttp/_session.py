@@ -1,9 +1,12 @@
 """:class:`AuthorizedSession`: an :class:`aiohttp.ClientSession` with credentials.
 
-It is a ``ClientSession`` whose first middleware is an
-:class:`~google_auth_aiohttp.AuthMiddleware` (where all the auth flow lives),
-with google-auth's ``AuthorizedSession`` constructor and ``request()``
-signature on top: ``max_allowed_time``, the 180-second default ``timeout`` and
+Each call (``request()``, the verbs, ``ws_connect``) gets a middleware of its
+own, first in its chain: a :class:`_Call`, which knows the origin the call
+asked for and its options, and runs the auth flow
+(:class:`~google_auth_aiohttp._flow.AuthFlow`) for every request of the call,
+redirect hops included. Per-call state lives exactly as long as the call.
+On top are google-auth's ``AuthorizedSession`` constructor and ``request()``
+signature: ``max_allowed_time``, the 180-second default ``timeout`` and
 per-request ``auto_decompress``.
 """
 
@@ -11,30 +14,38 @@ from __future__ import annotations
 
 import asyncio
 import warnings
-from collections.abc import Collection, Coroutine
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from typing import Any
 
 import aiohttp
-from aiohttp.client import _RequestContextManager
+from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest
 from google.oauth2 import service_account
+from multidict import CIMultiDict
 from yarl import URL
 
-from google_auth_aiohttp import _call_context
-from google_auth_aiohttp._call_context import CallOptions
-from google_auth_aiohttp._logging import safe_url
-from google_auth_aiohttp._middleware import (
+from google_auth_aiohttp._aiohttp_internals import RequestContextManager
+from google_auth_aiohttp._checks import seconds
+from google_auth_aiohttp._flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
-    AuthMiddleware,
-    decode_bytes_values,
+    AuthFlow,
 )
+from google_auth_aiohttp._logging import safe_url
+from google_auth_aiohttp._middleware import check_retry
 from google_auth_aiohttp._mtls import ClientCertCallback, MtlsChannel
 from google_auth_aiohttp._retry import Retry
-from google_auth_aiohttp._transport import (
-    _DEFAULT_CLIENT_TIMEOUT,
-    _DEFAULT_TIMEOUT,
-    client_timeout,
-)
+from google_auth_aiohttp._transport import DEFAULT_CLIENT_TIMEOUT, client_timeout
+
+
+class _SessionTimeout:
+    """``timeout``'s default in :meth:`AuthorizedSession.request`: the session's."""
+
+    def __repr__(self) -> str:
+        return "<the session's timeout: 180 s unless it was given one>"
+
+
+_SESSION_TIMEOUT: Any = _SessionTimeout()
+
 
 # aiohttp discourages subclassing ClientSession because its internals change;
 # this class overrides only public methods, so the warning is silenced for
@@ -93,7 +104,9 @@ with warnings.catch_warnings():
 
         """
 
-        ATTRS = aiohttp.ClientSession.ATTRS | frozenset(("_auth", "_mtls"))
+        ATTRS = aiohttp.ClientSession.ATTRS | frozenset(
+            ("_flow", "_mtls", "_retry", "_after_auth")
+        )
 
         def __init__(
             self,
@@ -110,29 +123,34 @@ with warnings.catch_warnings():
             # Built before the ClientSession so that bad arguments leave no
             # unclosed session behind.
             mtls = MtlsChannel()
-            auth = AuthMiddleware(
+            flow = AuthFlow(
                 credentials,
                 refresh_status_codes=refresh_status_codes,
                 max_refresh_attempts=max_refresh_attempts,
                 refresh_timeout=refresh_timeout,
                 auth_request=auth_request,
-                retry=retry,
+                mtls=mtls,
             )
-            auth._decode_headers = False  # request() does it, for the caller's only
+            retry = check_retry(retry)
             if isinstance(credentials, service_account.Credentials):
                 credentials._create_self_signed_jwt(
                     f"https://{default_host}/" if default_host else None
                 )
-            middlewares = (auth, *kwargs.pop("middlewares", ()))
+            after_auth = tuple(kwargs.pop("middlewares", ()))
             # google-auth's request() waits 180 s by default; a timeout given
             # to the session is taken as the caller's wish instead. Either is
             # the session's own, so that requests need not pass one.
-            kwargs.setdefault("timeout", _DEFAULT_CLIENT_TIMEOUT)
+            kwargs.setdefault("timeout", DEFAULT_CLIENT_TIMEOUT)
+            # The session's own middlewares are only the caller's: every call
+            # made through request() puts its _Call first. One that reaches
+            # ClientSession's internals another way is not authorized.
             super().__init__(
-                auto_decompress=auto_decompress, middlewares=middlewares, **kwargs
+                auto_decompress=auto_decompress, middlewares=after_auth, **kwargs
             )
-            self._auth = auth
+            self._flow = flow
             self._mtls = mtls
+            self._retry = retry
+            self._after_auth = after_auth
 
         async def __aenter__(self) -> AuthorizedSession:
             return self
@@ -140,7 +158,7 @@ with warnings.catch_warnings():
         @property
         def credentials(self) -> Any:
             """The credentials requests are authorized with."""
-            return self._auth.credentials
+            return self._flow.credentials
 
         @property
         def is_mtls(self) -> bool:
@@ -169,9 +187,6 @@ with warnings.catch_warnings():
                     could not be had or loaded; the session is left as it was.
             """
             self._mtls.configure(client_cert_callback)
-            # The flow looks at the certificate only after a 401 from an mTLS
-            # endpoint; without one it has nothing to read per request.
-            self._auth._mtls = self._mtls if self._mtls.context is not None else None
 
         def request(  # type: ignore[override]
             self,
@@ -180,12 +195,12 @@ with warnings.catch_warnings():
             data: Any = None,
             headers: Any = None,
             max_allowed_time: float | None = None,
-            timeout: float | aiohttp.ClientTimeout | None = _DEFAULT_TIMEOUT,
+            timeout: float | aiohttp.ClientTimeout | None = _SESSION_TIMEOUT,
             auto_decompress: bool | None = None,
             retry: Retry | None = None,
             stream: bool | None = None,
             **kwargs: Any,
-        ) -> _RequestContextManager:
+        ) -> RequestContextManager:
             """Send an authorized request.
 
             Args:
@@ -200,8 +215,9 @@ with warnings.catch_warnings():
                     take: waiting for credentials, refreshes and every attempt.
                     When they pass, :class:`TimeoutError` is raised at once.
                 timeout (Union[float, aiohttp.ClientTimeout, None]): aiohttp's
-                    timeout for the call. Defaults to 180 s, or to the session's
-                    own ``timeout`` if one was given.
+                    timeout for the call. Defaults to the session's own
+                    ``timeout``, which is 180 s unless the session was given one;
+                    any value passed here, 180 included, is used instead.
                 auto_decompress (Optional[bool]): Whether to decompress this
                     response's body; defaults to the session's setting.
                 retry (Optional[Retry]): Retries for this call, instead of the
@@ -212,7 +228,9 @@ with warnings.catch_warnings():
                     ``requests`` keyword accepted; ``verify``, ``cert`` or
                     ``proxies`` raise :class:`TypeError` (use aiohttp's ``ssl``
                     and ``proxy``).
-                kwargs: Passed to :meth:`aiohttp.ClientSession.request`.
+                kwargs: Passed to :meth:`aiohttp.ClientSession.request`. A
+                    ``middlewares`` sequence replaces the session's own, after
+                    the auth flow, as in aiohttp.
 
             Returns:
                 aiohttp.client._RequestContextManager: Await it for the
@@ -220,7 +238,9 @@ with warnings.catch_warnings():
 
             Raises:
                 RuntimeError: If the session is closed.
-                ValueError: If ``max_allowed_time`` is negative.
+                TypeError: If ``retry`` is not a Retry, or a time not a number.
+                ValueError: If ``max_allowed_time`` or ``timeout`` is negative,
+                    NaN or infinite.
 
             """
             if self.closed:
@@ -229,128 +249,149 @@ with warnings.catch_warnings():
                     "is closed. Create a new one (for example with `async with "
                     "AuthorizedSession(credentials) as session:`)."
                 )
-            if max_allowed_time is not None and max_allowed_time < 0:
-                raise ValueError(
-                    f"max_allowed_time must be None or 0 or more, not "
-                    f"{max_allowed_time}."
-                )
             if headers:
                 headers = decode_bytes_values(headers)
             if self._mtls.context is not None:
                 kwargs.setdefault("ssl", self._mtls.context)
-            if timeout is not _DEFAULT_TIMEOUT:
+            if timeout is not _SESSION_TIMEOUT:
                 kwargs["timeout"] = client_timeout(timeout)
             if auto_decompress is not None:
                 kwargs["auto_decompress"] = auto_decompress
-            if kwargs.get("middlewares") is not None:
-                # Per-request middlewares replace the session's in aiohttp;
-                # keep authorizing.
-                kwargs["middlewares"] = (self._auth, *kwargs["middlewares"])
-            # ClientSession.request() only wraps _request() (which its own
-            # get() and post() call): one call less on every request.
-            call = _RequestContextManager(
-                self._request(method, url, data=data, headers=headers, **kwargs)
-            )
-            if max_allowed_time is None and retry is None:
-                return call
-            return _RequestContextManager(
-                _with_options(call, retry, max_allowed_time, method, url)
+            retry = check_retry(retry) or self._retry
+            if max_allowed_time is None:
+                kwargs["middlewares"] = self._chain(
+                    _Call(self._flow, retry, None), kwargs.get("middlewares")
+                )
+                return super().request(
+                    method, url, data=data, headers=headers, **kwargs
+                )
+            seconds("max_allowed_time", max_allowed_time)
+            kwargs.update(data=data, headers=headers)
+            return RequestContextManager(
+                self._within(max_allowed_time, retry, method, url, kwargs)
             )
 
-        def _verb(
+        def _chain(
+            self, call: _Call, middlewares: Sequence[ClientMiddlewareType] | None
+        ) -> tuple[ClientMiddlewareType, ...]:
+            # Per-request middlewares replace the session's in aiohttp.
+            return (call, *(self._after_auth if middlewares is None else middlewares))
+
+        async def _within(
             self,
+            max_allowed_time: float,
+            retry: Retry | None,
             method: str,
             url: str | URL,
-            allow_redirects: bool,
-            data: Any,
             kwargs: dict[str, Any],
-        ) -> _RequestContextManager:
-            # The verbs' common case (no options, open, no client certificate)
-            # goes to aiohttp at once: the middleware does the rest. close()
-            # drops the connector (what `closed` reads, through two properties);
-            # request() explains a closed session.
-            if kwargs or self._connector is None or self._mtls.context is not None:
-                if data is not None:  # named by post(), put() and patch() only
-                    kwargs["data"] = data
-                return self.request(
-                    method, url, allow_redirects=allow_redirects, **kwargs
-                )
-            return _RequestContextManager(
-                self._request(method, url, data=data, allow_redirects=allow_redirects)
-            )
+        ) -> aiohttp.ClientResponse:
+            """The call, bounded as a whole by ``max_allowed_time``."""
+            deadline = asyncio.get_running_loop().time() + max_allowed_time
+            call = _Call(self._flow, retry, deadline)
+            kwargs["middlewares"] = self._chain(call, kwargs.get("middlewares"))
+            timeout = asyncio.timeout_at(deadline)
+            try:
+                async with timeout:
+                    return await super().request(method, url, **kwargs)
+            except TimeoutError:
+                if timeout.expired():
+                    raise TimeoutError(
+                        f"{method} {safe_url(url)} did not complete within "
+                        f"max_allowed_time={max_allowed_time}s."
+                    ) from None
+                raise
 
         def get(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
-        ) -> _RequestContextManager:
+        ) -> RequestContextManager:
             """Send an authorized GET request; see :meth:`request`."""
-            return self._verb("GET", url, allow_redirects, None, kwargs)
+            return self.request("GET", url, allow_redirects=allow_redirects, **kwargs)
 
         def options(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
-        ) -> _RequestContextManager:
+        ) -> RequestContextManager:
             """Send an authorized OPTIONS request; see :meth:`request`."""
-            return self._verb("OPTIONS", url, allow_redirects, None, kwargs)
+            return self.request(
+                "OPTIONS", url, allow_redirects=allow_redirects, **kwargs
+            )
 
         def head(
             self, url: str | URL, *, allow_redirects: bool = False, **kwargs: Any
-        ) -> _RequestContextManager:
+        ) -> RequestContextManager:
             """Send an authorized HEAD request; see :meth:`request`."""
-            return self._verb("HEAD", url, allow_redirects, None, kwargs)
+            return self.request("HEAD", url, allow_redirects=allow_redirects, **kwargs)
 
         def post(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
-        ) -> _RequestContextManager:
+        ) -> RequestContextManager:
             """Send an authorized POST request; see :meth:`request`."""
-            return self._verb(
-                "POST", url, kwargs.pop("allow_redirects", True), data, kwargs
-            )
+            return self.request("POST", url, data=data, **kwargs)
 
         def put(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
-        ) -> _RequestContextManager:
+        ) -> RequestContextManager:
             """Send an authorized PUT request; see :meth:`request`."""
-            return self._verb(
-                "PUT", url, kwargs.pop("allow_redirects", True), data, kwargs
-            )
+            return self.request("PUT", url, data=data, **kwargs)
 
         def patch(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
-        ) -> _RequestContextManager:
+        ) -> RequestContextManager:
             """Send an authorized PATCH request; see :meth:`request`."""
-            return self._verb(
-                "PATCH", url, kwargs.pop("allow_redirects", True), data, kwargs
-            )
+            return self.request("PATCH", url, data=data, **kwargs)
 
-        def delete(self, url: str | URL, **kwargs: Any) -> _RequestContextManager:
+        def delete(self, url: str | URL, **kwargs: Any) -> RequestContextManager:
             """Send an authorized DELETE request; see :meth:`request`."""
-            return self._verb(
-                "DELETE", url, kwargs.pop("allow_redirects", True), None, kwargs
-            )
+            return self.request("DELETE", url, **kwargs)
 
 
-async def _with_options(
-    call: Coroutine[Any, Any, aiohttp.ClientResponse],
-    retry: Retry | None,
-    max_allowed_time: float | None,
-    method: str,
-    url: str | URL,
-) -> aiohttp.ClientResponse:
-    loop = asyncio.get_running_loop()
-    deadline = None if max_allowed_time is None else loop.time() + max_allowed_time
-    marker = _call_context.change(options=CallOptions(retry, deadline))
-    try:
-        if max_allowed_time is None:
-            return await call
-        timeout = asyncio.timeout_at(deadline)
-        try:
-            async with timeout:
-                return await call
-        except TimeoutError:
-            if timeout.expired():
-                raise TimeoutError(
-                    f"{method} {safe_url(url)} did not complete within "
-                    f"max_allowed_time={max_allowed_time}s."
-                ) from None
-            raise
-    finally:
-        _call_context.restore(marker)
+class _Call:
+    """One call of an :class:`AuthorizedSession`, as its first middleware.
+
+    aiohttp runs the same middlewares for every request of a call: the first
+    one, built from the URL the caller passed, and each redirect hop. The first
+    request's origin is the asked one; the flow authorizes no other.
+    """
+
+    __slots__ = ("_deadline", "_first_url", "_flow", "_retry")
+
+    def __init__(
+        self, flow: AuthFlow, retry: Retry | None, deadline: float | None
+    ) -> None:
+        self._flow = flow
+        self._retry = retry
+        self._deadline = deadline
+        self._first_url: URL | None = None
+
+    def __call__(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        first_url = self._first_url
+        if first_url is None:
+            self._first_url = request.url
+            asked_origin = None  # this request's own
+        else:
+            asked_origin = first_url.origin()
+        return self._flow.send(
+            request, handler, asked_origin, self._retry, self._deadline
+        )
+
+
+def decode_bytes_values(headers: Any) -> Any:
+    """Return ``headers`` with bytes values decoded as UTF-8, in a copy if any are.
+
+    google-resumable-media and others pass bytes, which aiohttp cannot send;
+    google-auth's transport decoded them. A mapping without bytes values, or
+    anything but a mapping, is returned as it is.
+
+    Args:
+        headers (Any): Request headers, as callers give them to aiohttp.
+
+    Returns:
+        Any: ``headers``, or a :class:`multidict.CIMultiDict` copy, decoded.
+    """
+    if not isinstance(headers, Mapping) or bytes not in map(type, headers.values()):
+        return headers  # the usual case, checked in C
+    return CIMultiDict(
+        (name, value.decode("utf-8") if isinstance(value, bytes) else value)
+        for name, value in headers.items()
+    )

@@ -19,25 +19,31 @@ from google.auth import exceptions
 from google.auth import transport as google_transport
 from multidict import CIMultiDictProxy
 
-from google_auth_aiohttp import _call_context
+from google_auth_aiohttp._checks import seconds
+from google_auth_aiohttp._credentials_request import credentials_request
 from google_auth_aiohttp._decoding import decode_body
 from google_auth_aiohttp._logging import LOGGER, safe_url
 
 _DEFAULT_TIMEOUT = 180
 """Seconds a request may take, as in google-auth's aiohttp transport."""
 
-_DEFAULT_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=_DEFAULT_TIMEOUT)
+DEFAULT_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=_DEFAULT_TIMEOUT)
 
 
 def client_timeout(
     timeout: float | aiohttp.ClientTimeout | None,
 ) -> aiohttp.ClientTimeout:
-    """Return ``timeout`` (seconds in all, or None for none) as a ClientTimeout."""
-    if isinstance(timeout, aiohttp.ClientTimeout):
-        return timeout
+    """Return ``timeout`` (seconds in all, or None for none) as a ClientTimeout.
+
+    Raises:
+        TypeError: If ``timeout`` is neither, nor a number.
+        ValueError: If it is a negative, NaN or infinite number.
+    """
+    if timeout is None or isinstance(timeout, aiohttp.ClientTimeout):
+        return aiohttp.ClientTimeout(total=None) if timeout is None else timeout
     if timeout == _DEFAULT_TIMEOUT:
-        return _DEFAULT_CLIENT_TIMEOUT
-    return aiohttp.ClientTimeout(total=timeout)
+        return DEFAULT_CLIENT_TIMEOUT
+    return aiohttp.ClientTimeout(total=seconds("timeout", timeout))
 
 
 class Response(google_transport.Response):
@@ -203,20 +209,18 @@ class Request(google_transport.Request):
         # Credentials' own requests (token endpoints, metadata servers) pass
         # an auth middleware on the session unauthorized; a refresh would
         # otherwise wait on itself.
-        marker = _call_context.change(credentials_request=True)
         try:
-            response = await session.request(
-                method,
-                url,
-                data=body,
-                headers=headers,
-                timeout=client_timeout(timeout),
-                **kwargs,
-            )
+            with credentials_request():
+                response = await session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=client_timeout(timeout),
+                    **kwargs,
+                )
         except (TimeoutError, aiohttp.ClientError) as caught:
             raise _transport_error(method, url, caught, "sending") from caught
-        finally:
-            _call_context.restore(marker)
         if LOGGER.isEnabledFor(10):
             LOGGER.debug(
                 "Credentials response: %s %s -> %s",

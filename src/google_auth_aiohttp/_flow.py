@@ -1,0 +1,303 @@
+"""The auth flow: :class:`AuthFlow`, the one place where requests are authorized.
+
+Both clients drive it. :class:`~google_auth_aiohttp.AuthorizedSession` runs it
+as the first middleware of each call; :class:`~google_auth_aiohttp.AuthMiddleware`
+runs it on a plain ``aiohttp.ClientSession``. Each tells the flow which origin
+the call asked for, and aiohttp calls the flow again for every redirect hop.
+For one request the flow:
+
+1. lets requests that credentials make themselves (token endpoints, metadata
+   servers) pass as they are;
+2. with a :class:`~google_auth_aiohttp.Retry` policy, hands the rest to it,
+   which calls back into the steps below once per attempt;
+3. sends a request to any origin but the asked one as it is: the credentials'
+   headers never leave that origin, whatever a redirect's ``Location`` holds;
+4. waits for a shared refresh if the token is missing or expired, or starts
+   one in the background if it is about to expire (it is still used meanwhile),
+   and puts the credentials' headers on the request (aiohttp has copied the
+   caller's headers into it: the caller's object is never touched);
+5. sends it, and while the status is in ``refresh_status_codes`` and
+   attempts remain, releases the response, refreshes once for all concurrent
+   callers and sends it again with the same body. A body that cannot be read
+   twice is never re-sent: the response is returned as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Collection
+from functools import partial
+from typing import Any
+
+import aiohttp
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from google.auth import transport as google_transport
+from google.auth.credentials import TokenState
+from multidict import CIMultiDict
+from yarl import URL
+
+from google_auth_aiohttp._body import can_resend
+from google_auth_aiohttp._checks import seconds
+from google_auth_aiohttp._credentials import adapt_credentials
+from google_auth_aiohttp._credentials_request import is_credentials_request
+from google_auth_aiohttp._logging import LOGGER, safe_url
+from google_auth_aiohttp._mtls import MtlsChannel, is_mtls_endpoint
+from google_auth_aiohttp._refresh import shared_refresh_for
+from google_auth_aiohttp._retry import Retry, send_with_retries
+
+DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
+    google_transport.DEFAULT_REFRESH_STATUS_CODES
+)
+DEFAULT_MAX_REFRESH_ATTEMPTS: int = google_transport.DEFAULT_MAX_REFRESH_ATTEMPTS
+
+_API_CLIENT = "x-goog-api-client"
+
+
+class AuthFlow:
+    """Authorizes requests with one credentials object; see the module docstring.
+
+    Args:
+        credentials (Any): google-auth credentials of any family.
+        refresh_status_codes (Collection[int]): Statuses that make the
+            credentials refresh and the request be sent again.
+        max_refresh_attempts (int): How many times a request is sent again
+            after a refresh.
+        refresh_timeout (Optional[float]): Seconds a refresh may take.
+        auth_request (Optional[Callable]): The transport refreshes use; by
+            default, the session that sends the request.
+        mtls (Optional[MtlsChannel]): The client certificate the session
+            presents, which may rotate after a 401 from an mTLS endpoint.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If ``max_refresh_attempts`` or ``refresh_timeout`` is out of
+            range.
+    """
+
+    __slots__ = (
+        "_adapter",
+        "_auth_request",
+        "_last_session",
+        "_last_transport",
+        "_max_refresh_attempts",
+        "_mtls",
+        "_refresh_status_codes",
+        "_refresh_timeout",
+        "_shared_refresh",
+    )
+
+    def __init__(
+        self,
+        credentials: Any,
+        *,
+        refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES,
+        max_refresh_attempts: int = DEFAULT_MAX_REFRESH_ATTEMPTS,
+        refresh_timeout: float | None = None,
+        auth_request: Any = None,
+        mtls: MtlsChannel | None = None,
+    ) -> None:
+        self._adapter = adapt_credentials(credentials)
+        if isinstance(max_refresh_attempts, bool) or not isinstance(
+            max_refresh_attempts, int
+        ):
+            raise TypeError(
+                "max_refresh_attempts must be an int, not "
+                f"{type(max_refresh_attempts).__name__}."
+            )
+        if max_refresh_attempts < 0:
+            raise ValueError(
+                f"max_refresh_attempts must be 0 or more, not {max_refresh_attempts}."
+            )
+        if refresh_timeout is not None:
+            seconds("refresh_timeout", refresh_timeout)
+        if auth_request is not None and not callable(auth_request):
+            raise TypeError(
+                "auth_request must be a callable transport such as "
+                f"google_auth_aiohttp.Request, not {type(auth_request).__name__}."
+            )
+        self._refresh_status_codes = frozenset(refresh_status_codes)
+        self._max_refresh_attempts = max_refresh_attempts
+        self._refresh_timeout = refresh_timeout
+        self._auth_request = auth_request
+        self._mtls = mtls
+        self._shared_refresh = shared_refresh_for(credentials)
+        self._last_session: aiohttp.ClientSession | None = None
+        self._last_transport: Any = None
+
+    @property
+    def credentials(self) -> Any:
+        """The credentials requests are authorized with."""
+        return self._adapter.credentials
+
+    def send(
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        asked_origin: URL | None,
+        retry: Retry | None = None,
+        deadline: float | None = None,
+    ) -> Awaitable[ClientResponse]:
+        """Return the awaitable that sends ``request`` through the flow.
+
+        Args:
+            request (aiohttp.ClientRequest): The request, as aiohttp passes it
+                to middlewares.
+            handler (Callable): The rest of aiohttp's chain, which sends it.
+            asked_origin (Optional[yarl.URL]): The origin the call asked for;
+                None when ``request`` is the call's first, whose own origin it is.
+            retry (Optional[Retry]): The retry policy of this call, if any.
+            deadline (Optional[float]): When the call must end, in
+                ``loop.time()``; no retry waits past it.
+
+        Returns:
+            Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
+        """
+        if is_credentials_request():
+            return handler(request)
+        if retry is None or request.method not in retry.methods:
+            return self._send_authorized(request, handler, asked_origin)
+        attempt = partial(
+            self._send_authorized, handler=handler, asked_origin=asked_origin
+        )
+        return send_with_retries(request, attempt, retry, deadline)
+
+    async def _send_authorized(
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        asked_origin: URL | None,
+    ) -> ClientResponse:
+        if asked_origin is not None and request.url.origin() != asked_origin:
+            LOGGER.debug(
+                "Not authorizing %s: the call asked for %s.",
+                safe_url(request.url),
+                asked_origin,
+            )
+            return await handler(request)
+        adapter = self._adapter
+        fresh = adapter.fresh_headers()  # the steady state: no call into google-auth
+        if fresh is None:
+            fresh = await self._credentials_headers(request)
+        added, sent_token = fresh
+        _add_headers(request.headers, added)
+        sent_cert = None if self._mtls is None else self._mtls.cert
+        response = await handler(request)
+        if response.status in self._refresh_status_codes:
+            response = await self._refresh_and_resend(
+                request, handler, response, sent_token, sent_cert
+            )
+        return response
+
+    def _transport(self, session: aiohttp.ClientSession) -> Any:
+        if self._auth_request is not None:
+            return self._auth_request
+        # Made once per session: a flow usually serves a single one.
+        if session is not self._last_session:
+            self._last_transport = self._adapter.transport_for(session)
+            self._last_session = session
+        return self._last_transport
+
+    async def _credentials_headers(
+        self, request: ClientRequest
+    ) -> tuple[dict[str, str], Any]:
+        """The headers the credentials add, after any refresh needed, and the token."""
+        adapter = self._adapter
+        transport = self._transport(request.session)
+        state = adapter.token_state()
+        headers: dict[str, str] = {}
+        if state is TokenState.STALE:
+            # Still valid: use it, and get the next one without anybody waiting.
+            self._shared_refresh.start(adapter, transport, self._refresh_timeout)
+            adapter.apply_stale(headers)
+            return headers, adapter.credentials.token
+        if state is TokenState.INVALID:
+            await self._shared_refresh.run(adapter, transport, self._refresh_timeout)
+        await adapter.apply(transport, request.method, str(request.url), headers)
+        adapter.remember(headers)
+        return headers, adapter.credentials.token
+
+    def _must_resend(self, request: ClientRequest, response: ClientResponse) -> bool:
+        """Whether a refresh may turn ``response`` into a better one."""
+        return (
+            response.status in self._refresh_status_codes
+            and self._adapter.can_refresh
+            and can_resend(request, response.status)
+        )
+
+    async def _refresh_and_resend(
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        response: ClientResponse,
+        sent_token: Any,
+        sent_cert: bytes | None,
+    ) -> ClientResponse:
+        """Refresh and re-send while the response says the token was rejected."""
+        attempt = 0
+        while attempt < self._max_refresh_attempts and self._must_resend(
+            request, response
+        ):
+            attempt += 1
+            LOGGER.debug(
+                "Refreshing credentials after a %s from %s %s (attempt %d of %d).",
+                response.status,
+                request.method,
+                safe_url(request.url),
+                attempt,
+                self._max_refresh_attempts,
+            )
+            await self._rotate_certificate(request, response, sent_cert)
+            response.release()
+            await self._shared_refresh.run(
+                self._adapter,
+                self._transport(request.session),
+                self._refresh_timeout,
+                rejected_token=sent_token,
+            )
+            added, sent_token = await self._credentials_headers(request)
+            _add_headers(request.headers, added)
+            sent_cert = None if self._mtls is None else self._mtls.cert
+            response = await handler(request)
+        if attempt:
+            # Only requests the flow acted on are logged; aiohttp's
+            # TraceConfig sees every request, at no cost to the others.
+            LOGGER.debug(
+                "%s %s -> %s after %d refresh(es).",
+                request.method,
+                safe_url(request.url),
+                response.status,
+                attempt,
+            )
+        return response
+
+    async def _rotate_certificate(
+        self,
+        request: ClientRequest,
+        response: ClientResponse,
+        sent_cert: bytes | None,
+    ) -> None:
+        """After a 401 from an mTLS endpoint, take a rotated client certificate."""
+        if (
+            self._mtls is not None
+            and self._mtls.context is not None
+            and response.status == 401
+            and is_mtls_endpoint(str(request.url))
+        ):
+            await self._mtls.rotate_if_changed(request, sent_cert)
+
+
+def _add_headers(headers: CIMultiDict[Any], added: dict[str, str]) -> None:
+    # What google-auth's before_request does to a request's headers: set each
+    # one, but append to a client library's own x-goog-api-client (once: a
+    # request re-sent after a refresh already has it).
+    if _API_CLIENT not in added or _API_CLIENT not in headers:
+        headers.update(added)  # the usual case, in C
+        return
+    for name, value in added.items():
+        if name != _API_CLIENT:
+            headers[name] = value
+            continue
+        current = headers[name]
+        if isinstance(current, bytes):  # aiohttp's stubs say str; callers differ
+            current = current.decode("utf-8")
+        if value not in current:
+            headers[name] = f"{current} {value}"

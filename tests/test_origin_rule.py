@@ -1,0 +1,339 @@
+"""The credentials' headers go to the origin the caller asked for, and nowhere else.
+
+Two origins on 127.0.0.1 (two ports) play a redirect script: each request is
+answered with the next Location of the script, or 200 at its end, and every
+request is recorded with its Authorization header. Whatever the Location looks
+like, whatever other middlewares do, a request reaches the asked origin with
+the token and any other origin without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
+
+from .conftest import Recorder
+
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+
+@dataclass
+class Origin:
+    """One server; ``host`` is its authority, ``host:port``."""
+
+    name: str
+    url: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.url.removeprefix("http://")
+
+
+@dataclass
+class Seen:
+    origin: str
+    chain: str
+    step: int
+    # The bearer token received, if any. A Location with userinfo makes
+    # aiohttp send Basic credentials of the URL's own, which are not ours.
+    bearer: str | None
+
+
+@dataclass
+class Script:
+    """Redirect chains, served by both origins; what reached which."""
+
+    a: Origin = field(default_factory=lambda: Origin("a"))
+    b: Origin = field(default_factory=lambda: Origin("b"))
+    chains: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    _ids: Any = field(default_factory=itertools.count)
+
+    def chain(self, hops: list[tuple[int, str]]) -> str:
+        """Register (status, Location) answers for steps 0, 1, …; return its id."""
+        chain = f"c{next(self._ids)}"
+        self.chains[chain] = hops
+        return chain
+
+    def path(self, chain: str, step: int, tail: str = "") -> str:
+        return f"/hop/{chain}/{step}{tail}"
+
+    def url(self, origin: Origin, chain: str, step: int = 0) -> str:
+        return origin.url + self.path(chain, step)
+
+    def app(self, origin: Origin) -> web.Application:
+        async def hop(request: web.Request) -> web.Response:
+            chain, step = request.match_info["chain"], int(request.match_info["step"])
+            await request.read()
+            authorization = request.headers.get("Authorization", "")
+            bearer = authorization if authorization.startswith("Bearer ") else None
+            self.seen.append(Seen(origin.name, chain, step, bearer))
+            hops = self.chains.get(chain, [])
+            if step < len(hops):
+                status, location = hops[step]
+                return web.Response(status=status, headers={"Location": location})
+            return web.Response(text="end")
+
+        app = web.Application()
+        app.router.add_route("*", "/hop/{chain}/{step:\\d+}{tail:.*}", hop)
+        return app
+
+
+@pytest.fixture
+async def script(serve: Callable[[web.Application], Awaitable[str]]) -> Script:
+    script = Script()
+    script.a.url = await serve(script.app(script.a))
+    script.b.url = await serve(script.app(script.b))
+    return script
+
+
+async def spawn_shield(request: Any, handler: Any) -> Any:
+    """A middleware that runs the rest of the chain in another task."""
+    return await asyncio.shield(handler(request))
+
+
+async def spawn_task(request: Any, handler: Any) -> Any:
+    return await asyncio.create_task(handler(request))
+
+
+async def spawn_wait_for(request: Any, handler: Any) -> Any:
+    return await asyncio.wait_for(handler(request), 30)
+
+
+SPAWNERS = [spawn_shield, spawn_task, spawn_wait_for]
+
+
+def make_client(
+    kind: str, credentials: Any, spawner: Any = None, **kwargs: Any
+) -> aiohttp.ClientSession:
+    """``session``: an AuthorizedSession, the spawner among its middlewares;
+    ``middleware``: a plain session, the spawner before AuthMiddleware."""
+    if kind == "session":
+        middlewares = () if spawner is None else (spawner,)
+        return AuthorizedSession(credentials, middlewares=middlewares, **kwargs)
+    auth = AuthMiddleware(credentials)
+    chain = [auth] if spawner is None else [spawner, auth]
+    return aiohttp.ClientSession(middlewares=chain, **kwargs)
+
+
+@pytest.fixture(params=["session", "middleware"])
+def kind(request: Any) -> str:
+    return str(request.param)
+
+
+async def _get(client: aiohttp.ClientSession, url: str, **kwargs: Any) -> int:
+    async with client.get(url, **kwargs) as response:
+        await response.read()
+        return response.status
+
+
+def _by_chain(script: Script, chain: str) -> list[tuple[str, bool]]:
+    return [(s.origin, s.bearer is not None) for s in script.seen if s.chain == chain]
+
+
+# -- The cases an attacker tried ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://user@{b}{path}",
+        "http://user:secret@{b}{path}",
+        "//u@{b}{path}",
+        "http://{a}@{b}{path}",
+    ],
+)
+async def test_location_with_userinfo_gets_no_credentials(
+    script: Script, credentials: Any, kind: str, location: str
+) -> None:
+    chain = script.chain([(302, "")])
+    target = location.format(
+        a=script.a.host, b=script.b.host, path=script.path(chain, 1)
+    )
+    script.chains[chain] = [(302, target)]
+    async with make_client(kind, credentials) as client:
+        assert await _get(client, script.url(script.a, chain)) == 200
+    assert _by_chain(script, chain) == [("a", True), ("b", False)]
+
+
+@pytest.mark.parametrize("escape", ["/%7euser", "/a%2fb", "/a%41"])
+async def test_unrequoted_location_gets_no_credentials(
+    script: Script, credentials: Any, kind: str, escape: str
+) -> None:
+    chain = script.chain([])
+    script.chains[chain] = [(302, script.b.url + script.path(chain, 1, escape))]
+    async with make_client(kind, credentials, requote_redirect_url=False) as client:
+        assert await _get(client, script.url(script.a, chain)) == 200
+    assert _by_chain(script, chain) == [("a", True), ("b", False)]
+
+
+@pytest.mark.parametrize("spawner", SPAWNERS, ids=lambda s: s.__name__)
+async def test_task_spawning_middleware_does_not_leak_a_redirect(
+    script: Script, credentials: Any, kind: str, spawner: Any
+) -> None:
+    chain = script.chain([])
+    script.chains[chain] = [
+        (302, script.b.url + script.path(chain, 1)),
+        (307, script.a.url + script.path(chain, 2)),
+    ]
+    async with make_client(kind, credentials, spawner) as client:
+        assert await _get(client, script.url(script.a, chain)) == 200
+        # The same client keeps authorizing the caller's own requests.
+        plain = script.chain([])
+        assert await _get(client, script.url(script.a, plain)) == 200
+    assert _by_chain(script, chain) == [("a", True), ("b", False), ("a", True)]
+    assert _by_chain(script, plain) == [("a", True)]
+
+
+async def test_the_callers_next_request_after_an_unfollowed_redirect_is_authorized(
+    script: Script, credentials: Any, kind: str
+) -> None:
+    chain = script.chain([])
+    elsewhere = script.chain([])
+    script.chains[chain] = [(302, script.url(script.b, elsewhere))]
+    async with make_client(kind, credentials) as client:
+        async with client.get(
+            script.url(script.a, chain), allow_redirects=False
+        ) as response:
+            assert response.status == 302
+            location = response.headers["Location"]
+        assert await _get(client, location) == 200
+    assert _by_chain(script, chain) == [("a", True)]
+    assert _by_chain(script, elsewhere) == [("b", True)]
+
+
+async def test_calls_in_flight_together_keep_their_own_origins(
+    script: Script, credentials: Any, kind: str
+) -> None:
+    # Ten calls start at a and are sent to b, ten start at b and stay there.
+    leaving = [script.chain([]) for _ in range(10)]
+    staying = [script.chain([]) for _ in range(10)]
+    for chain in leaving:
+        script.chains[chain] = [(302, script.url(script.b, chain, 1))]
+    for chain in staying:
+        script.chains[chain] = [(302, script.path(chain, 1))]
+    async with make_client(kind, credentials, spawn_task) as client:
+        statuses = await asyncio.gather(
+            *(_get(client, script.url(script.a, c)) for c in leaving),
+            *(_get(client, script.url(script.b, c)) for c in staying),
+        )
+    assert set(statuses) == {200}
+    for chain in leaving:
+        assert _by_chain(script, chain) == [("a", True), ("b", False)]
+    for chain in staying:
+        assert _by_chain(script, chain) == [("b", True), ("b", True)]
+
+
+async def test_a_hop_back_to_the_asked_origin_is_authorized(
+    script: Script, credentials: Any, kind: str, other_origin: Recorder
+) -> None:
+    chain = script.chain([])
+    script.chains[chain] = [
+        (301, f"//{script.b.host}{script.path(chain, 1)}"),
+        (308, f"http://x@{script.a.host}{script.path(chain, 2)}"),
+        (303, script.path(chain, 3)),
+    ]
+    async with make_client(kind, credentials) as client:
+        assert await _get(client, script.url(script.a, chain)) == 200
+    assert _by_chain(script, chain) == [
+        ("a", True),
+        ("b", False),
+        ("a", True),
+        ("a", True),
+    ]
+
+
+# -- The same rule, for any script -------------------------------------------
+
+_FORMS = ["absolute", "scheme-relative", "userinfo", "host-as-userinfo", "relative"]
+_TAILS = ["", "/%7euser", "/a%2fb", "/a%41", "/x?q=1", "/%E2%82%AC"]
+
+
+@st.composite
+def scripts(draw: st.DrawFn) -> tuple[str, list[tuple[int, str, str, str]]]:
+    """The asked origin, and hops: (status, target origin, Location form, tail)."""
+    start = draw(st.sampled_from("ab"))
+    hops = []
+    here = start
+    for _ in range(draw(st.integers(1, 4))):
+        there = draw(st.sampled_from("ab"))
+        forms = _FORMS if there == here else _FORMS[:-1]
+        hops.append(
+            (
+                draw(st.sampled_from(REDIRECT_STATUSES)),
+                there,
+                draw(st.sampled_from(forms)),
+                draw(st.sampled_from(_TAILS)),
+            )
+        )
+        here = there
+    return start, hops
+
+
+def _location(script: Script, here: Origin, there: Origin, form: str, path: str) -> str:
+    return {
+        "absolute": there.url + path,
+        "scheme-relative": f"//{there.host}{path}",
+        "userinfo": f"http://user:pw@{there.host}{path}",
+        "host-as-userinfo": f"http://{here.host}@{there.host}{path}",
+        "relative": path,
+    }[form]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    drawn=scripts(),
+    kind=st.sampled_from(["session", "middleware"]),
+    spawner=st.sampled_from([None, *SPAWNERS]),
+    requote=st.booleans(),
+    method=st.sampled_from(["GET", "POST"]),
+)
+async def test_credentials_reach_the_asked_origin_and_no_other(
+    script: Script,
+    credentials: Any,
+    drawn: tuple[str, list[tuple[int, str, str, str]]],
+    kind: str,
+    spawner: Any,
+    requote: bool,
+    method: str,
+) -> None:
+    start, hops = drawn
+    origins = {"a": script.a, "b": script.b}
+    chain = script.chain([])
+    here = origins[start]
+    answers = []
+    for step, (status, there_name, form, tail) in enumerate(hops, start=1):
+        there = origins[there_name]
+        path = script.path(chain, step, tail)
+        answers.append((status, _location(script, here, there, form, path)))
+        here = there
+    script.chains[chain] = answers
+    async with make_client(
+        kind, credentials, spawner, requote_redirect_url=requote
+    ) as client:
+        async with client.request(
+            method, script.url(origins[start], chain), data=b"body"
+        ) as response:
+            assert response.status == 200
+    seen = [s for s in script.seen if s.chain == chain]
+    assert [s.origin for s in seen] == [start, *(h[1] for h in hops)]
+    for hop in seen:
+        if hop.origin == start:
+            assert hop.bearer == f"Bearer {credentials.token}", hop
+        else:
+            assert hop.bearer is None, hop
