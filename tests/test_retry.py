@@ -200,3 +200,53 @@ async def test_deadline_is_still_a_timeout_while_waiting_for_a_response(
     url = await serve(app)
     with pytest.raises(TimeoutError, match="max_allowed_time"):
         await session.get(url, max_allowed_time=0.3)
+
+
+@pytest.mark.parametrize("value", ["inf", "Infinity", "1e999", "nan", "1_0", "-5"])
+async def test_retry_after_that_is_not_delay_seconds_is_ignored(
+    flaky: tuple[str, Counter[str]], session: AuthorizedSession, value: str
+) -> None:
+    # float() takes all of these; RFC 9110 takes digits or an HTTP date. Were
+    # one honoured, the retried call would sleep forever (or 10 s for 1_0).
+    url, seen = flaky
+    async with asyncio.timeout(5):
+        response = await session.get(
+            f"{url}/i", params={"fail": "1", "retry_after": value}
+        )
+    assert response.status == 200
+    response.release()
+    assert seen["i"] == 2
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("0", 0.0), ("7", 7.0), (" 12 ", 12.0), ("120", 120.0)],
+)
+def test_retry_after_delay_seconds_are_digits(header: str, seconds: float) -> None:
+    assert Retry(initial=0).backoff(0, header) == seconds
+
+
+def test_backoff_never_overflows_whatever_the_attempt_count() -> None:
+    retry = Retry(attempts=100_000, initial=0.5, maximum=30.0, multiplier=10.0)
+    for number in (0, 1, 2, 1_000, 1_100, 99_998):
+        assert 0 <= retry.backoff(number) <= 30.0
+    shrinking = Retry(attempts=100_000, initial=1.0, maximum=30.0, multiplier=0.5)
+    assert shrinking.backoff(99_998) == 0.0  # 0.5 ** n underflows to 0, no error
+    huge = Retry(initial=1.0, maximum=1e308, multiplier=1e300)
+    assert 0 <= huge.backoff(5) <= 1e308
+
+
+@pytest.mark.parametrize("field", ["initial", "maximum", "multiplier"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), -1.0])
+def test_retry_refuses_times_and_factors_that_are_not_finite(
+    field: str, value: float
+) -> None:
+    with pytest.raises(ValueError, match=f"Retry\\({field}=...\\) must be a finite"):
+        Retry(**{field: value})  # type: ignore[arg-type]
+
+
+def test_retry_attempts_must_be_an_int() -> None:
+    with pytest.raises(TypeError, match="attempts"):
+        Retry(attempts=float("inf"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="attempts"):
+        Retry(attempts=True)
