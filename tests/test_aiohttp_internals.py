@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, get_origin
+from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp import web
 from yarl import URL
 
-from google_auth_aiohttp._aiohttp_internals import RequestContextManager, call_of
+from google_auth_aiohttp._aiohttp_internals import (
+    RequestContextManager,
+    call_of,
+    replace_ssl_context,
+)
 
 
 async def test_one_call_object_for_every_hop_and_another_for_each_call(
@@ -42,6 +46,10 @@ async def test_one_call_object_for_every_hop_and_another_for_each_call(
     assert first[0][1] is not second[0][1]
 
 
+async def _never() -> Any:
+    raise AssertionError("never awaited")
+
+
 async def test_session_request_returns_the_context_manager_we_name(
     serve: Any,
 ) -> None:
@@ -53,7 +61,9 @@ async def test_session_request_returns_the_context_manager_we_name(
     url = await serve(app)
     async with aiohttp.ClientSession() as session:
         call = session.request("GET", url)
-        assert type(call) is get_origin(RequestContextManager)
+        made = RequestContextManager(_never())
+        made._coro.close()
+        assert type(call) is type(made)
         async with call as response:
             assert response.status == 200
 
@@ -64,3 +74,17 @@ def test_a_request_without_a_call_object_is_refused_not_guessed() -> None:
 
     with pytest.raises(RuntimeError, match="cannot tell redirect hops apart"):
         call_of(Stripped())  # type: ignore[arg-type]
+
+
+async def test_a_built_requests_ssl_context_can_be_replaced() -> None:
+    import asyncio
+    import ssl
+
+    old, new = ssl.create_default_context(), ssl.create_default_context()
+    request = aiohttp.ClientRequest(
+        "GET", URL("https://example.test/"), ssl=old, loop=asyncio.get_running_loop()
+    )
+    replace_ssl_context(request, {new}, old)  # not among the old ones: kept
+    assert request.ssl is old
+    replace_ssl_context(request, {old}, new)
+    assert request.ssl is new

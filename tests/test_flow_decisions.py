@@ -112,9 +112,16 @@ async def test_a_redirect_note_lives_as_long_as_the_redirect_response() -> None:
     notes = _middleware._RedirectedCalls()
     assert notes.asked_origin(hop) is None  # nothing noted: a call's first request
     redirect = Answer(302)
-    notes.add(first, redirect)  # type: ignore[arg-type]
+    notes.add(first, redirect, None)  # type: ignore[arg-type]
     assert notes.asked_origin(hop) == URL("https://asked.test")
     assert notes.asked_origin(another_call) is None
+    # The hop is redirected too; a middleware before this one drops the first
+    # redirect (it retried it, say): the note stays while the second lives.
+    second = Answer(302)
+    notes.add(hop, second, URL("https://asked.test"))  # type: ignore[arg-type]
     del redirect
+    gc.collect()
+    assert notes.asked_origin(hop) == URL("https://asked.test")
+    del second
     gc.collect()
     assert notes.asked_origin(hop) is None

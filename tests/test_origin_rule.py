@@ -10,6 +10,7 @@ the token and any other origin without it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -252,6 +253,25 @@ async def test_a_hop_back_to_the_asked_origin_is_authorized(
         ("a", True),
         ("a", True),
     ]
+
+
+async def test_a_middleware_that_drops_a_redirect_and_asks_again_leaks_nothing(
+    script: Script, credentials: Any, kind: str
+) -> None:
+    async def ask_twice(request: Any, handler: Any) -> Any:
+        response = await handler(request)
+        if response.status in REDIRECT_STATUSES:
+            response.release()
+            del response
+            gc.collect()  # the first redirect is gone before aiohttp follows
+            response = await handler(request)
+        return response
+
+    chain = script.chain([])
+    script.chains[chain] = [(302, script.url(script.b, chain, 1))]
+    async with make_client(kind, credentials, ask_twice) as client:
+        assert await _get(client, script.url(script.a, chain)) == 200
+    assert _by_chain(script, chain) == [("a", True), ("a", True), ("b", False)]
 
 
 # -- The same rule, for any script -------------------------------------------

@@ -6,7 +6,7 @@ the server's ``Location``. To tell a hop from the caller's own next request,
 it keeps, for each call that got a redirect, the origin its first request
 went to. Calls are known by the object aiohttp shares between the requests of
 one call (:func:`~google_auth_aiohttp._aiohttp_internals.call_of`), not by
-URLs, and the note lives as long as the redirect response that made it.
+URLs, and the note lives as long as the call's redirect responses.
 """
 
 from __future__ import annotations
@@ -117,8 +117,8 @@ class AuthMiddleware:
         """
         asked_origin = self._redirected.asked_origin(request)
         response = await self._flow.send(request, handler, asked_origin, self._retry)
-        if asked_origin is None and response.status in _REDIRECT_STATUSES:
-            self._redirected.add(request, response)
+        if response.status in _REDIRECT_STATUSES:
+            self._redirected.add(request, response, asked_origin)
         return response
 
 
@@ -134,32 +134,56 @@ def check_retry(retry: Any) -> Retry | None:
 class _RedirectedCalls:
     """The origins asked for by the calls that got a redirect.
 
-    A note is made when a call's first request is answered with a redirect,
-    and dropped when that response is: while aiohttp follows the redirect the
-    response sits in the call's history, so the note outlives the call's last
-    hop.
+    A call's note is made when one of its requests is answered with a
+    redirect, and kept while any such response of the call lives: while
+    aiohttp follows a redirect the response sits in the call's history, so
+    the note outlives the call's last hop. A note holds its call's object, so
+    no other call can take that object's id meanwhile.
     """
 
-    __slots__ = ("_asked",)
+    __slots__ = ("_notes",)
 
     def __init__(self) -> None:
-        self._asked: dict[int, tuple[Any, URL]] = {}
+        self._notes: dict[int, _Note] = {}
 
     def asked_origin(self, request: ClientRequest) -> URL | None:
         """The origin ``request``'s call asked for, or None for a call's first."""
-        if not self._asked:  # the usual case: no redirect in flight
+        if not self._notes:  # the usual case: no redirect in flight
             return None
-        # A note holds its call's object: no other call can have its id.
-        note = self._asked.get(id(call_of(request)))
-        return None if note is None else note[1]
+        note = self._notes.get(id(call_of(request)))
+        return None if note is None else note.origin
 
-    def add(self, request: ClientRequest, response: ClientResponse) -> None:
-        """Note that the call of ``request``, its first, got a redirect."""
+    def add(
+        self, request: ClientRequest, response: ClientResponse, asked: URL | None
+    ) -> None:
+        """Note that ``request``, of a call that asked for ``asked``, got a redirect.
+
+        Args:
+            request (aiohttp.ClientRequest): The request answered with a redirect.
+            response (aiohttp.ClientResponse): The redirect.
+            asked (Optional[yarl.URL]): The call's asked origin; None if
+                ``request`` is the call's first, whose own origin it is.
+        """
         call = call_of(request)
-        note = (call, request.url.origin())
-        self._asked[id(call)] = note
-        weakref.finalize(response, self._drop, id(call), note)
+        note = self._notes.get(id(call))
+        if note is None:
+            note = _Note(call, asked or request.url.origin())
+            self._notes[id(call)] = note
+        note.responses += 1
+        weakref.finalize(response, self._release, id(call), note)
 
-    def _drop(self, key: int, note: tuple[Any, URL]) -> None:
-        if self._asked.get(key) is note:
-            del self._asked[key]
+    def _release(self, key: int, note: _Note) -> None:
+        note.responses -= 1
+        if not note.responses and self._notes.get(key) is note:
+            del self._notes[key]
+
+
+class _Note:
+    """A call, the origin it asked for, and how many redirects of it live."""
+
+    __slots__ = ("call", "origin", "responses")
+
+    def __init__(self, call: Any, origin: URL) -> None:
+        self.call = call
+        self.origin = origin
+        self.responses = 0

@@ -26,6 +26,7 @@ from aiohttp import ClientRequest
 from google.auth import exceptions
 from google.auth.transport import _mtls_helper
 
+from google_auth_aiohttp._aiohttp_internals import replace_ssl_context
 from google_auth_aiohttp._logging import LOGGER
 
 ClientCertCallback = Callable[[], tuple[bytes, bytes]]
@@ -124,12 +125,8 @@ class MtlsChannel:
             self._retarget(request)
 
     def _retarget(self, request: ClientRequest) -> None:
-        # aiohttp fixes a request's SSL context when it builds it and offers no
-        # way to change it; its `_ssl` attribute (aiohttp 3.12 to 3.14) is
-        # the one place. Where it is missing, the new certificate is presented
-        # from the next request on.
-        if self.context is not None and getattr(request, "_ssl", None) in self._retired:
-            request._ssl = self.context
+        if self.context is not None:
+            replace_ssl_context(request, self._retired, self.context)
 
 
 def is_mtls_endpoint(url: str) -> bool:

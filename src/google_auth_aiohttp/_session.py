@@ -259,11 +259,9 @@ with warnings.catch_warnings():
                 kwargs["auto_decompress"] = auto_decompress
             retry = check_retry(retry) or self._retry
             if max_allowed_time is None:
-                kwargs["middlewares"] = self._chain(
-                    _Call(self._flow, retry, None), kwargs.get("middlewares")
-                )
-                return super().request(
-                    method, url, data=data, headers=headers, **kwargs
+                call = _Call(self._flow, retry, None)
+                return self._start(
+                    call, method, url, data=data, headers=headers, **kwargs
                 )
             seconds("max_allowed_time", max_allowed_time)
             kwargs.update(data=data, headers=headers)
@@ -271,11 +269,22 @@ with warnings.catch_warnings():
                 self._within(max_allowed_time, retry, method, url, kwargs)
             )
 
-        def _chain(
-            self, call: _Call, middlewares: Sequence[ClientMiddlewareType] | None
-        ) -> tuple[ClientMiddlewareType, ...]:
+        def _start(
+            self,
+            call: _Call,
+            method: str,
+            url: str | URL,
+            middlewares: Sequence[ClientMiddlewareType] | None = None,
+            **kwargs: Any,
+        ) -> RequestContextManager:
+            """Start a call in aiohttp, with ``call`` first in its middlewares."""
             # Per-request middlewares replace the session's in aiohttp.
-            return (call, *(self._after_auth if middlewares is None else middlewares))
+            chain = (call, *(self._after_auth if middlewares is None else middlewares))
+            # ClientSession.request() only wraps _request() in this: calling
+            # it directly passes every keyword once less, on every request.
+            return RequestContextManager(
+                self._request(method, url, middlewares=chain, **kwargs)
+            )
 
         async def _within(
             self,
@@ -288,11 +297,10 @@ with warnings.catch_warnings():
             """The call, bounded as a whole by ``max_allowed_time``."""
             deadline = asyncio.get_running_loop().time() + max_allowed_time
             call = _Call(self._flow, retry, deadline)
-            kwargs["middlewares"] = self._chain(call, kwargs.get("middlewares"))
             timeout = asyncio.timeout_at(deadline)
             try:
                 async with timeout:
-                    return await super().request(method, url, **kwargs)
+                    return await self._start(call, method, url, **kwargs)
             except TimeoutError:
                 if timeout.expired():
                     raise TimeoutError(
@@ -301,47 +309,74 @@ with warnings.catch_warnings():
                     ) from None
                 raise
 
+        def _verb(
+            self,
+            method: str,
+            url: str | URL,
+            allow_redirects: bool,
+            data: Any,
+            kwargs: dict[str, Any],
+        ) -> RequestContextManager:
+            # The verbs' usual case (no options, no client certificate, an
+            # open session) needs none of request()'s checks.
+            if kwargs or self._mtls.context is not None or self.closed:
+                if data is not None:  # named by post(), put() and patch() only
+                    kwargs["data"] = data
+                return self.request(
+                    method, url, allow_redirects=allow_redirects, **kwargs
+                )
+            call = _Call(self._flow, self._retry, None)
+            return self._start(
+                call, method, url, data=data, allow_redirects=allow_redirects
+            )
+
         def get(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized GET request; see :meth:`request`."""
-            return self.request("GET", url, allow_redirects=allow_redirects, **kwargs)
+            return self._verb("GET", url, allow_redirects, None, kwargs)
 
         def options(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized OPTIONS request; see :meth:`request`."""
-            return self.request(
-                "OPTIONS", url, allow_redirects=allow_redirects, **kwargs
-            )
+            return self._verb("OPTIONS", url, allow_redirects, None, kwargs)
 
         def head(
             self, url: str | URL, *, allow_redirects: bool = False, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized HEAD request; see :meth:`request`."""
-            return self.request("HEAD", url, allow_redirects=allow_redirects, **kwargs)
+            return self._verb("HEAD", url, allow_redirects, None, kwargs)
 
         def post(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized POST request; see :meth:`request`."""
-            return self.request("POST", url, data=data, **kwargs)
+            return self._verb(
+                "POST", url, kwargs.pop("allow_redirects", True), data, kwargs
+            )
 
         def put(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized PUT request; see :meth:`request`."""
-            return self.request("PUT", url, data=data, **kwargs)
+            return self._verb(
+                "PUT", url, kwargs.pop("allow_redirects", True), data, kwargs
+            )
 
         def patch(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized PATCH request; see :meth:`request`."""
-            return self.request("PATCH", url, data=data, **kwargs)
+            return self._verb(
+                "PATCH", url, kwargs.pop("allow_redirects", True), data, kwargs
+            )
 
         def delete(self, url: str | URL, **kwargs: Any) -> RequestContextManager:
             """Send an authorized DELETE request; see :meth:`request`."""
-            return self.request("DELETE", url, **kwargs)
+            return self._verb(
+                "DELETE", url, kwargs.pop("allow_redirects", True), None, kwargs
+            )
 
 
 class _Call:
