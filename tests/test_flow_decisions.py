@@ -99,8 +99,8 @@ async def test_a_rejected_token_is_not_resent_when_it_cannot_change(
 def test_x_goog_api_client_is_appended_to_once_and_decoded() -> None:
     headers: CIMultiDict[Any] = CIMultiDict({"x-goog-api-client": b"gl-python/3 lib/1"})
     added = {"x-goog-api-client": "cred-type/sa", "authorization": "Bearer t"}
-    _flow._add_headers(headers, added)
-    _flow._add_headers(headers, added)  # a re-send after a refresh
+    _flow._merge_headers(headers, added)
+    _flow._merge_headers(headers, added)  # a re-send after a refresh
     assert headers["x-goog-api-client"] == "gl-python/3 lib/1 cred-type/sa"
     assert headers["authorization"] == "Bearer t"
 

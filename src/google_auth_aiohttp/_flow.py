@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Collection
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
@@ -50,6 +50,25 @@ DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
 DEFAULT_MAX_REFRESH_ATTEMPTS: int = google_transport.DEFAULT_MAX_REFRESH_ATTEMPTS
 
 _API_CLIENT = "x-goog-api-client"
+
+#: The statuses aiohttp follows.
+REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
+
+
+class RedirectNotes(Protocol):
+    """What a host that must recognise redirect hops is told."""
+
+    def add(
+        self, request: ClientRequest, response: ClientResponse, asked: URL | None
+    ) -> None:
+        """Note that ``request``, of a call that asked for ``asked``, got a redirect.
+
+        Args:
+            request (aiohttp.ClientRequest): The request answered with a redirect.
+            response (aiohttp.ClientResponse): The redirect.
+            asked (Optional[yarl.URL]): The call's asked origin; None if
+                ``request`` is the call's first, whose own origin it is.
+        """
 
 
 class AuthFlow:
@@ -135,6 +154,7 @@ class AuthFlow:
         asked_origin: URL | None,
         retry: Retry | None = None,
         deadline: float | None = None,
+        redirects: RedirectNotes | None = None,
     ) -> Awaitable[ClientResponse]:
         """Return the awaitable that sends ``request`` through the flow.
 
@@ -147,6 +167,8 @@ class AuthFlow:
             retry (Optional[Retry]): The retry policy of this call, if any.
             deadline (Optional[float]): When the call must end, in
                 ``loop.time()``; no retry waits past it.
+            redirects (Optional[RedirectNotes]): Told of every redirect
+                response, for a host that must recognise the next hop.
 
         Returns:
             Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
@@ -154,37 +176,51 @@ class AuthFlow:
         if is_credentials_request():
             return handler(request)
         if retry is None or request.method not in retry.methods:
-            return self._send_authorized(request, handler, asked_origin)
+            return self._attempt(request, handler, asked_origin, redirects)
         attempt = partial(
-            self._send_authorized, handler=handler, asked_origin=asked_origin
+            self._attempt,
+            handler=handler,
+            asked_origin=asked_origin,
+            redirects=redirects,
         )
         return send_with_retries(request, attempt, retry, deadline)
 
-    async def _send_authorized(
+    async def _attempt(
         self,
         request: ClientRequest,
         handler: ClientHandlerType,
         asked_origin: URL | None,
+        redirects: RedirectNotes | None,
     ) -> ClientResponse:
+        """Send ``request`` once, authorized if it goes to the asked origin.
+
+        A request rejected with a refresh status is refreshed and re-sent
+        within this attempt.
+        """
         if asked_origin is not None and request.url.origin() != asked_origin:
             LOGGER.debug(
                 "Not authorizing %s: the call asked for %s.",
                 safe_url(request.url),
                 asked_origin,
             )
-            return await handler(request)
-        adapter = self._adapter
-        fresh = adapter.fresh_headers()  # the steady state: no call into google-auth
-        if fresh is None:
-            fresh = await self._credentials_headers(request)
-        added, sent_token = fresh
-        _add_headers(request.headers, added)
-        sent_cert = None if self._mtls is None else self._mtls.cert
-        response = await handler(request)
-        if response.status in self._refresh_status_codes:
-            response = await self._refresh_and_resend(
-                request, handler, response, sent_token, sent_cert
-            )
+            response = await handler(request)
+        else:
+            fresh = self._adapter.fresh_headers()  # steady state: no google-auth
+            if fresh is None:
+                fresh = await self._credentials_headers(request)
+            added, sent_token = fresh
+            if _API_CLIENT in added and _API_CLIENT in request.headers:
+                _merge_headers(request.headers, added)
+            else:
+                request.headers.update(added)  # the usual case, in C
+            sent_cert = None if self._mtls is None else self._mtls.cert
+            response = await handler(request)
+            if response.status in self._refresh_status_codes:
+                response = await self._refresh_and_resend(
+                    request, handler, response, sent_token, sent_cert
+                )
+        if redirects is not None and response.status in REDIRECT_STATUSES:
+            redirects.add(request, response, asked_origin)
         return response
 
     def _transport(self, session: aiohttp.ClientSession) -> Any:
@@ -254,7 +290,7 @@ class AuthFlow:
                 rejected_token=sent_token,
             )
             added, sent_token = await self._credentials_headers(request)
-            _add_headers(request.headers, added)
+            _merge_headers(request.headers, added)
             sent_cert = None if self._mtls is None else self._mtls.cert
             response = await handler(request)
         if attempt:
@@ -285,18 +321,15 @@ class AuthFlow:
             await self._mtls.rotate_if_changed(request, sent_cert)
 
 
-def _add_headers(headers: CIMultiDict[Any], added: dict[str, str]) -> None:
+def _merge_headers(headers: CIMultiDict[Any], added: dict[str, str]) -> None:
     # What google-auth's before_request does to a request's headers: set each
     # one, but append to a client library's own x-goog-api-client (once: a
     # request re-sent after a refresh already has it).
-    if _API_CLIENT not in added or _API_CLIENT not in headers:
-        headers.update(added)  # the usual case, in C
-        return
     for name, value in added.items():
-        if name != _API_CLIENT:
+        current = headers.get(name) if name == _API_CLIENT else None
+        if current is None:
             headers[name] = value
             continue
-        current = headers[name]
         if isinstance(current, bytes):  # aiohttp's stubs say str; callers differ
             current = current.decode("utf-8")
         if value not in current:

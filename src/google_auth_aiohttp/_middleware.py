@@ -12,7 +12,7 @@ URLs, and the note lives as long as the call's redirect responses.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from typing import Any
 
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
@@ -31,9 +31,6 @@ __all__ = [
     "DEFAULT_REFRESH_STATUS_CODES",
     "AuthMiddleware",
 ]
-
-# The statuses aiohttp follows.
-_REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 
 
 class AuthMiddleware:
@@ -103,9 +100,9 @@ class AuthMiddleware:
         """The credentials this middleware authorizes requests with."""
         return self._flow.credentials
 
-    async def __call__(
+    def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
-    ) -> ClientResponse:
+    ) -> Awaitable[ClientResponse]:
         """Authorize ``request``, send it, and refresh and re-send it if rejected.
 
         Args:
@@ -113,13 +110,14 @@ class AuthMiddleware:
             handler (Callable): The rest of aiohttp's chain, which sends it.
 
         Returns:
-            aiohttp.ClientResponse: The response, after any refresh.
+            Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
         """
-        asked_origin = self._redirected.asked_origin(request)
-        response = await self._flow.send(request, handler, asked_origin, self._retry)
-        if response.status in _REDIRECT_STATUSES:
-            self._redirected.add(request, response, asked_origin)
-        return response
+        redirected = self._redirected
+        # A call's first request, unless a redirect of this call was noted.
+        asked_origin = redirected.asked_origin(request) if redirected else None
+        return self._flow.send(
+            request, handler, asked_origin, self._retry, None, redirected
+        )
 
 
 def check_retry(retry: Any) -> Retry | None:
@@ -131,51 +129,39 @@ def check_retry(retry: Any) -> Retry | None:
     return retry
 
 
-class _RedirectedCalls:
-    """The origins asked for by the calls that got a redirect.
+class _RedirectedCalls(dict[int, "_Note"]):
+    """The origins asked for by the calls that got a redirect, by call id.
 
     A call's note is made when one of its requests is answered with a
     redirect, and kept while any such response of the call lives: while
     aiohttp follows a redirect the response sits in the call's history, so
     the note outlives the call's last hop. A note holds its call's object, so
-    no other call can take that object's id meanwhile.
+    no other call can take that object's id meanwhile. Empty, it is false:
+    the usual case, with no redirect in flight, costs one test.
     """
 
-    __slots__ = ("_notes",)
-
-    def __init__(self) -> None:
-        self._notes: dict[int, _Note] = {}
+    __slots__ = ()
 
     def asked_origin(self, request: ClientRequest) -> URL | None:
         """The origin ``request``'s call asked for, or None for a call's first."""
-        if not self._notes:  # the usual case: no redirect in flight
-            return None
-        note = self._notes.get(id(call_of(request)))
+        note = self.get(id(call_of(request)))
         return None if note is None else note.origin
 
     def add(
         self, request: ClientRequest, response: ClientResponse, asked: URL | None
     ) -> None:
-        """Note that ``request``, of a call that asked for ``asked``, got a redirect.
-
-        Args:
-            request (aiohttp.ClientRequest): The request answered with a redirect.
-            response (aiohttp.ClientResponse): The redirect.
-            asked (Optional[yarl.URL]): The call's asked origin; None if
-                ``request`` is the call's first, whose own origin it is.
-        """
+        """See :meth:`~google_auth_aiohttp._flow.RedirectNotes.add`."""
         call = call_of(request)
-        note = self._notes.get(id(call))
+        note = self.get(id(call))
         if note is None:
-            note = _Note(call, asked or request.url.origin())
-            self._notes[id(call)] = note
+            note = self[id(call)] = _Note(call, asked or request.url.origin())
         note.responses += 1
         weakref.finalize(response, self._release, id(call), note)
 
     def _release(self, key: int, note: _Note) -> None:
         note.responses -= 1
-        if not note.responses and self._notes.get(key) is note:
-            del self._notes[key]
+        if not note.responses and self.get(key) is note:
+            del self[key]
 
 
 class _Note:

@@ -326,8 +326,14 @@ with warnings.catch_warnings():
                     method, url, allow_redirects=allow_redirects, **kwargs
                 )
             call = _Call(self._flow, self._retry, None)
-            return self._start(
-                call, method, url, data=data, allow_redirects=allow_redirects
+            return RequestContextManager(
+                self._request(
+                    method,
+                    url,
+                    data=data,
+                    allow_redirects=allow_redirects,
+                    middlewares=(call, *self._after_auth),
+                )
             )
 
         def get(
