@@ -14,7 +14,7 @@ from google.auth import exceptions
 from google.auth.credentials import TokenState
 from google.oauth2 import service_account
 
-from google_auth_aiohttp import AuthorizedSession
+from google_auth_aiohttp import AuthorizedSession, _sync_transport
 from google_auth_aiohttp.testing import GoogleEmulator
 
 from .conftest import SCOPE, expire, loop_lag
@@ -85,24 +85,29 @@ class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
 
 
 async def test_sync_refresh_never_blocks_the_loop_and_fresh_tokens_use_no_thread(
-    google: GoogleEmulator, service_account_info: dict[str, str]
+    google: GoogleEmulator,
+    service_account_info: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     credentials = service_account.Credentials.from_service_account_info(
         service_account_info, scopes=[SCOPE]
     )
-    executor = _CountingExecutor(max_workers=4)
-    asyncio.get_running_loop().set_default_executor(executor)
+    ours = _CountingExecutor(max_workers=2)
+    monkeypatch.setattr(_sync_transport, "_executor", ours)
+    default = _CountingExecutor(max_workers=4)
+    asyncio.get_running_loop().set_default_executor(default)
     google.token_delay = 0.5
     async with loop_lag(0.01) as lags, AuthorizedSession(credentials) as session:
         statuses = await asyncio.gather(
             *(_get(session, google.api_url(f"c{i}")) for i in range(20))
         )
         assert set(statuses) == {200}
-        refreshes = executor.submitted
-        assert refreshes == 1  # the one refresh, in a worker thread
+        assert ours.submitted == 1  # the one refresh, in a worker thread
         for i in range(100):
             assert await _get(session, google.api_url(f"f{i}")) == 200
-        assert executor.submitted == refreshes  # no thread while fresh
+        assert ours.submitted == 1  # no thread while fresh
+    assert default.submitted == 0  # never the loop's default executor
+    ours.shutdown()
     assert len(lags) > 30  # the ticker ran all through the 0.5 s refresh
     assert max(lags) < 0.05
     assert google.token_requests == 1

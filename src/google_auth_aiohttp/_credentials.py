@@ -26,7 +26,7 @@ from google.auth.aio import credentials as aio_credentials
 from google.auth.credentials import TokenState
 from google.oauth2 import _credentials_async as oauth2_async
 
-from google_auth_aiohttp._sync_transport import LoopRequest
+from google_auth_aiohttp._sync_transport import LoopRequest, in_worker_thread
 from google_auth_aiohttp._transport import Request
 
 try:
@@ -246,24 +246,20 @@ class SyncAdapter(CredentialsAdapter):
     the loop directly: no thread is used in the steady state.
     """
 
-    __slots__ = ("_loop_request", "_loop_request_for")
-
-    def __init__(self, credentials: Any) -> None:
-        super().__init__(credentials)
-        self._loop_request: LoopRequest | None = None
-        self._loop_request_for: Any = None
+    __slots__ = ()
 
     def _sync_request(self, request: Any) -> Any:
         if isinstance(request, LoopRequest) or not isinstance(request, Request):
             return request  # a sync transport given by the caller
-        if request is not self._loop_request_for:
-            self._loop_request = LoopRequest(request, asyncio.get_running_loop())
-            self._loop_request_for = request
-        return self._loop_request
+        # One per refresh: aborting it stops that refresh's thread only.
+        return LoopRequest(request, asyncio.get_running_loop())
 
     async def refresh(self, request: Any) -> None:
         """Refresh the credentials in a worker thread."""
-        await asyncio.to_thread(self.credentials.refresh, self._sync_request(request))
+        sync_request = self._sync_request(request)
+        await in_worker_thread(
+            self.credentials.refresh, sync_request, loop_request=_aborter(sync_request)
+        )
 
     async def apply(
         self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
@@ -274,8 +270,13 @@ class SyncAdapter(CredentialsAdapter):
         if credentials.valid:
             credentials.before_request(sync_request, method, url, headers)
         else:  # expired since the flow checked: before_request will refresh
-            await asyncio.to_thread(
-                credentials.before_request, sync_request, method, url, headers
+            await in_worker_thread(
+                credentials.before_request,
+                sync_request,
+                method,
+                url,
+                headers,
+                loop_request=_aborter(sync_request),
             )
 
     def apply_stale(self, headers: MutableMapping[str, str]) -> None:
@@ -284,6 +285,10 @@ class SyncAdapter(CredentialsAdapter):
         if usage is not None:
             metrics.add_metric_header(headers, usage())
         self.credentials.apply(headers)
+
+
+def _aborter(sync_request: Any) -> LoopRequest | None:
+    return sync_request if isinstance(sync_request, LoopRequest) else None
 
 
 def _is_legacy_async(credentials: Any) -> bool:

@@ -9,13 +9,14 @@ event loop, so the loop keeps running.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 import google.auth
 
-from google_auth_aiohttp._sync_transport import LoopRequest
+from google_auth_aiohttp._sync_transport import LoopRequest, in_worker_thread
 from google_auth_aiohttp._transport import Request
 
 
@@ -59,11 +60,14 @@ async def default(
     """
     async with aiohttp.ClientSession() as session:
         request = LoopRequest(Request(session), asyncio.get_running_loop())
-        result: tuple[Any, str | None] = await asyncio.to_thread(
+        find = functools.partial(
             google.auth.default,
             scopes=scopes,
             request=request,
             quota_project_id=quota_project_id,
             default_scopes=default_scopes,
+        )
+        result: tuple[Any, str | None] = await in_worker_thread(
+            find, loop_request=request
         )
     return result

@@ -223,6 +223,17 @@ class AuthFlow:
             redirects.add(request, response, asked_origin)
         return response
 
+    def _refresh(self, request: ClientRequest, **kwargs: Any) -> Awaitable[None]:
+        """Wait for the shared refresh, over ``request``'s session by default."""
+        session = None if self._auth_request is not None else request.session
+        return self._shared_refresh.run(
+            self._adapter,
+            self._transport(request.session),
+            session,
+            self._refresh_timeout,
+            **kwargs,
+        )
+
     def _transport(self, session: aiohttp.ClientSession) -> Any:
         if self._auth_request is not None:
             return self._auth_request
@@ -242,11 +253,13 @@ class AuthFlow:
         headers: dict[str, str] = {}
         if state is TokenState.STALE:
             # Still valid: use it, and get the next one without anybody waiting.
-            self._shared_refresh.start(adapter, transport, self._refresh_timeout)
+            self._shared_refresh.start(
+                adapter, request.session, self._auth_request, self._refresh_timeout
+            )
             adapter.apply_stale(headers)
             return headers, adapter.credentials.token
         if state is TokenState.INVALID:
-            await self._shared_refresh.run(adapter, transport, self._refresh_timeout)
+            await self._refresh(request)
         await adapter.apply(transport, request.method, str(request.url), headers)
         adapter.remember(headers)
         return headers, adapter.credentials.token
@@ -283,12 +296,7 @@ class AuthFlow:
             )
             await self._rotate_certificate(request, response, sent_cert)
             response.release()
-            await self._shared_refresh.run(
-                self._adapter,
-                self._transport(request.session),
-                self._refresh_timeout,
-                rejected_token=sent_token,
-            )
+            await self._refresh(request, rejected_token=sent_token)
             added, sent_token = await self._credentials_headers(request)
             _merge_headers(request.headers, added)
             sent_cert = None if self._mtls is None else self._mtls.cert
