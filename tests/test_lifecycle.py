@@ -5,6 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
+
+import pytest
 
 _LIFECYCLE = textwrap.dedent(
     """
@@ -73,3 +76,48 @@ def test_importing_does_not_load_requests_or_urllib3() -> None:
         "print(sorted({'requests', 'urllib3'} & set(sys.modules)))",
     )
     assert result.stdout.strip() == "[]", result.stderr
+
+
+_LEAVE_MID_REFRESH = textwrap.dedent(
+    """
+    import asyncio, datetime, threading, time
+    from google.oauth2 import _service_account_async, service_account
+    from google_auth_aiohttp import AuthorizedSession
+    from google_auth_aiohttp.testing import GoogleEmulator
+
+    # The token endpoint runs in a thread of its own, and outlives main().
+    server_loop = asyncio.new_event_loop()
+    threading.Thread(target=server_loop.run_forever, daemon=True).start()
+    google = GoogleEmulator()
+    asyncio.run_coroutine_threadsafe(google.start(), server_loop).result(10)
+    info = google.service_account_info()
+    family = {"sync": service_account, "async": _service_account_async}[FAMILY]
+    creds = family.Credentials.from_service_account_info(info, scopes=["s"])
+
+    async def main():
+        asyncio.get_running_loop().slow_callback_duration = 10
+        async with AuthorizedSession(creds) as session:
+            assert (await session.get(google.api_url("a"))).status == 200
+        creds.expiry = datetime.datetime.now(datetime.UTC).replace(
+            tzinfo=None
+        ) + datetime.timedelta(seconds=60)
+        google.token_delay = 30  # the background refresh is stuck
+        async with AuthorizedSession(creds) as session:
+            assert (await session.get(google.api_url("b"))).status == 200
+        await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("family", ["sync", "async"])
+def test_leaving_during_a_background_refresh_is_quiet_and_prompt(family: str) -> None:
+    script = f"FAMILY = {family!r}\n{_LEAVE_MID_REFRESH}"
+    started = time.monotonic()
+    result = _run("-X", "dev", "-W", "error", "-c", script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
+    assert result.stderr == ""  # no "Unclosed client session", no warnings
+    assert time.monotonic() - started < 5  # no thread held the exit for 30 s

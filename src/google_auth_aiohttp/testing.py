@@ -283,7 +283,9 @@ class GoogleEmulator:
         app.router.add_route("*", "/api/{tail:.*}", self._api)
         app.router.add_get("/", self._metadata_ping)
         app.router.add_get("/computeMetadata/v1/{path:.*}", self._metadata)
-        self._runner = web.AppRunner(app, access_log=None)
+        # A test's emulator closes at once: requests still waiting out a
+        # token_delay are cut off after a second, not awaited.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
@@ -291,7 +293,7 @@ class GoogleEmulator:
         self._url = f"http://{self._host}:{port}"
 
     async def close(self) -> None:
-        """Stop serving."""
+        """Stop serving; requests in flight are cut off after a second."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
