@@ -5,8 +5,14 @@ convention: the legacy async ones (``google.auth._credentials_async`` and
 friends, whose ``before_request`` and usually ``refresh`` are coroutines), the
 newer ``google.auth.aio.credentials`` (which expect ``google.auth.aio``
 transports), and the sync ``google.auth.credentials.Credentials``. The auth
-flow in :mod:`google_auth_aiohttp._middleware` talks to all of them through
+flow in :mod:`google_auth_aiohttp._flow` talks to all of them through
 :class:`CredentialsAdapter`, made by :func:`adapt_credentials`.
+
+As google-auth's transports do, the family is told by behaviour, not by base
+class: anything with a ``before_request`` method is credentials, async if its
+``before_request`` or ``refresh`` is a coroutine function. Duck-typed
+credentials and ``unittest.mock`` mocks (spec'd, autospec'd, ``wraps=``) are
+driven as google-auth's own transport would drive them.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import functools
 import inspect
 import math
+import sys
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -104,7 +111,9 @@ class CredentialsAdapter:
         # Only google-auth's own before_request implementations are known to
         # add the same headers whatever the request; an override (per-audience
         # JWTs, gcloud's access token, a user's class) is called every time.
-        self._cacheable = type(credentials).before_request in _TOKEN_ONLY_HEADERS
+        self._cacheable = (
+            getattr(type(credentials), "before_request", None) in _TOKEN_ONLY_HEADERS
+        )
         # The headers and token remember() kept, as the pair fresh_headers()
         # returns: no tuple is made per request.
         self._fresh: tuple[dict[str, str], Any] = ({}, None)
@@ -119,24 +128,36 @@ class CredentialsAdapter:
         """
         credentials = self.credentials
         try:
-            expiry = credentials.expiry  # cheaper than getattr() with a default
+            token = credentials.token  # cheaper than getattr() with a default
+        except AttributeError:  # a mock of credentials may have none
+            return None
+        try:
+            expiry = credentials.expiry
         except AttributeError:
             expiry = None
         fresh = self._fresh
         if (
-            credentials.token is fresh[1]
+            token is fresh[1]
             and expiry is self._fresh_expiry
             and _monotonic() < self._fresh_until
         ):
             return fresh
         return None
 
+    @property
+    def token(self) -> Any:
+        """The credentials' token; None if they have none (a mock may not)."""
+        try:
+            return self.credentials.token
+        except AttributeError:
+            return None
+
     def remember(self, headers: dict[str, str]) -> None:
         """Keep ``headers``, just produced by :meth:`apply` for a fresh token."""
         if not self._cacheable or is_regional_access_boundary_lookup_enabled():
             return  # the lookup changes headers behind the token's back
         credentials = self.credentials
-        if credentials.token is None:
+        if self.token is None:
             return
         expiry = getattr(credentials, "expiry", None)
         if expiry is None:
@@ -144,16 +165,20 @@ class CredentialsAdapter:
         else:
             fresh_for = expiry - _helpers.REFRESH_THRESHOLD - _helpers.utcnow()
             fresh_until = _monotonic() + fresh_for.total_seconds()
-        self._fresh = (headers, credentials.token)
+        self._fresh = (headers, self.token)
         self._fresh_expiry = expiry
         self._fresh_until = fresh_until
 
     def token_state(self) -> TokenState:
-        """Return whether the token is fresh, stale (usable) or invalid."""
+        """Return whether the token is fresh, stale (usable) or invalid.
+
+        Credentials that say nothing google-auth's way (duck-typed ones, mocks)
+        count as fresh: their ``before_request`` refreshes when it must.
+        """
         if not self.can_refresh:
             return TokenState.FRESH
-        state: TokenState = self.credentials.token_state
-        return state
+        state = getattr(self.credentials, "token_state", TokenState.FRESH)
+        return state if isinstance(state, TokenState) else TokenState.FRESH
 
     def transport_for(self, session: aiohttp.ClientSession) -> Any:
         """Return the request object this family refreshes with, over ``session``."""
@@ -226,7 +251,7 @@ class AioAdapter(LegacyAsyncAdapter):
 
     def token_state(self) -> TokenState:
         """Return INVALID if refreshable credentials hold no token yet."""
-        if self.can_refresh and self.credentials.token is None:
+        if self.can_refresh and self.token is None:
             return TokenState.INVALID
         return TokenState.FRESH
 
@@ -267,9 +292,14 @@ class SyncAdapter(CredentialsAdapter):
         """Add the credentials' headers to ``headers``."""
         credentials = self.credentials
         sync_request = self._sync_request(request)
-        if credentials.valid:
-            credentials.before_request(sync_request, method, url, headers)
-        else:  # expired since the flow checked: before_request will refresh
+        # Only credentials that say they are valid, google-auth's way, are
+        # sure not to refresh (and block) in before_request; a mock's or a
+        # duck-typed object's call runs in a worker thread.
+        if getattr(credentials, "valid", None) is True:
+            result = credentials.before_request(sync_request, method, url, headers)
+            if inspect.isawaitable(result):  # a plain function returning one
+                await result
+        else:
             await in_worker_thread(
                 credentials.before_request,
                 sync_request,
@@ -291,32 +321,46 @@ def _aborter(sync_request: Any) -> LoopRequest | None:
     return sync_request if isinstance(sync_request, LoopRequest) else None
 
 
-def _is_legacy_async(credentials: Any) -> bool:
-    before_request = getattr(type(credentials), "before_request", None)
-    return inspect.iscoroutinefunction(before_request)
+def _is_async(method: Any) -> bool:
+    """Whether calling ``method`` gives an awaitable, by what it is.
+
+    A coroutine function, or a ``unittest.mock`` mock of one: an ``AsyncMock``
+    (what spec'd and autospec'd mocks make of ``async def`` methods), or a
+    mock that wraps one (``Mock(wraps=async_credentials)``). Other mocks are
+    sync: ``inspect`` takes any ``MagicMock`` for a coroutine function.
+    """
+    mocks = sys.modules.get("unittest.mock")  # no mock exists unless imported
+    while mocks is not None and isinstance(method, mocks.NonCallableMock):
+        if isinstance(method, mocks.AsyncMock):
+            return True
+        method = method._mock_wraps
+    return method is not None and inspect.iscoroutinefunction(method)
 
 
 def adapt_credentials(credentials: Any) -> CredentialsAdapter:
     """Return the adapter for ``credentials``' family.
 
     Args:
-        credentials (Any): google-auth credentials of any family.
+        credentials (Any): google-auth credentials of any family, or anything
+            that speaks their protocol (``before_request``, ``refresh``,
+            ``token``).
 
     Returns:
         CredentialsAdapter: The adapter the auth flow uses.
 
     Raises:
-        TypeError: If ``credentials`` are not google-auth credentials.
+        TypeError: If ``credentials`` have no ``before_request`` method.
 
     """
     if isinstance(credentials, aio_credentials.Credentials):
         return AioAdapter(credentials)
-    if isinstance(credentials, sync_credentials.Credentials):
-        if _is_legacy_async(credentials):
-            return LegacyAsyncAdapter(credentials)
-        return SyncAdapter(credentials)
-    raise TypeError(
-        "credentials must be google-auth credentials (google.auth.credentials."
-        "Credentials, the async ones in google.auth._credentials_async, or "
-        f"google.auth.aio.credentials.Credentials), not {type(credentials).__name__}."
-    )
+    before_request = getattr(credentials, "before_request", None)
+    if not callable(before_request):
+        raise TypeError(
+            "credentials must be google-auth credentials, or an object with "
+            "their before_request(request, method, url, headers) method, not "
+            f"{type(credentials).__name__}."
+        )
+    if _is_async(before_request) or _is_async(getattr(credentials, "refresh", None)):
+        return LegacyAsyncAdapter(credentials)
+    return SyncAdapter(credentials)

@@ -114,7 +114,6 @@ class AuthFlow:
         auth_request: Any = None,
         mtls: MtlsChannel | None = None,
     ) -> None:
-        self._adapter = adapt_credentials(credentials)
         if isinstance(max_refresh_attempts, bool) or not isinstance(
             max_refresh_attempts, int
         ):
@@ -138,14 +137,21 @@ class AuthFlow:
         self._refresh_timeout = refresh_timeout
         self._auth_request = auth_request
         self._mtls = mtls
-        self._shared_refresh = shared_refresh_for(credentials)
         self._last_session: aiohttp.ClientSession | None = None
         self._last_transport: Any = None
+        self.credentials = credentials
 
     @property
     def credentials(self) -> Any:
-        """The credentials requests are authorized with."""
+        """The credentials requests are authorized with; assignable."""
         return self._adapter.credentials
+
+    @credentials.setter
+    def credentials(self, credentials: Any) -> None:
+        # Requests already on their way finish with the credentials they had.
+        self._adapter = adapt_credentials(credentials)
+        self._shared_refresh = shared_refresh_for(credentials)
+        self._last_session = self._last_transport = None
 
     def send(
         self,
@@ -257,12 +263,12 @@ class AuthFlow:
                 adapter, request.session, self._auth_request, self._refresh_timeout
             )
             adapter.apply_stale(headers)
-            return headers, adapter.credentials.token
+            return headers, adapter.token
         if state is TokenState.INVALID:
             await self._refresh(request)
         await adapter.apply(transport, request.method, str(request.url), headers)
         adapter.remember(headers)
-        return headers, adapter.credentials.token
+        return headers, adapter.token
 
     def _must_resend(self, request: ClientRequest, response: ClientResponse) -> bool:
         """Whether a refresh may turn ``response`` into a better one."""

@@ -97,8 +97,16 @@ class AuthMiddleware:
 
     @property
     def credentials(self) -> Any:
-        """The credentials this middleware authorizes requests with."""
+        """The credentials this middleware authorizes requests with; assignable.
+
+        Requests made after an assignment use the new credentials, and share
+        refreshes with every other user of those.
+        """
         return self._flow.credentials
+
+    @credentials.setter
+    def credentials(self, credentials: Any) -> None:
+        self._flow.credentials = credentials
 
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType

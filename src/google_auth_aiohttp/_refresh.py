@@ -152,7 +152,7 @@ class SharedRefresh:
             if run is None:
                 if (
                     rejected_token is not _UNSET
-                    and adapter.credentials.token != rejected_token
+                    and adapter.token != rejected_token
                 ):
                     return
                 refresh = functools.partial(adapter.refresh, request)

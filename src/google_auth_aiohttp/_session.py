@@ -105,7 +105,7 @@ with warnings.catch_warnings():
         """
 
         ATTRS = aiohttp.ClientSession.ATTRS | frozenset(
-            ("_flow", "_mtls", "_retry", "_after_auth")
+            ("_after_auth", "_default_host", "_flow", "_mtls", "_retry")
         )
 
         def __init__(
@@ -132,10 +132,7 @@ with warnings.catch_warnings():
                 mtls=mtls,
             )
             retry = check_retry(retry)
-            if isinstance(credentials, service_account.Credentials):
-                credentials._create_self_signed_jwt(
-                    f"https://{default_host}/" if default_host else None
-                )
+            _sign_own_jwts(credentials, default_host)
             after_auth = tuple(kwargs.pop("middlewares", ()))
             # google-auth's request() waits 180 s by default; a timeout given
             # to the session is taken as the caller's wish instead. Either is
@@ -151,14 +148,25 @@ with warnings.catch_warnings():
             self._mtls = mtls
             self._retry = retry
             self._after_auth = after_auth
+            self._default_host = default_host
 
         async def __aenter__(self) -> AuthorizedSession:
             return self
 
         @property
         def credentials(self) -> Any:
-            """The credentials requests are authorized with."""
+            """The credentials requests are authorized with; assignable.
+
+            As with google-auth's session, requests made after an assignment
+            use the new credentials (and share refreshes with every other
+            user of those).
+            """
             return self._flow.credentials
+
+        @credentials.setter
+        def credentials(self, credentials: Any) -> None:
+            self._flow.credentials = credentials
+            _sign_own_jwts(credentials, self._default_host)
 
         @property
         def is_mtls(self) -> bool:
@@ -383,6 +391,17 @@ with warnings.catch_warnings():
             return self._verb(
                 "DELETE", url, kwargs.pop("allow_redirects", True), None, kwargs
             )
+
+
+def _sign_own_jwts(credentials: Any, default_host: str | None) -> None:
+    """Let service-account credentials sign their own JWTs for ``default_host``.
+
+    As google-auth's sync session does (AIP-4111), where they are allowed to.
+    """
+    if isinstance(credentials, service_account.Credentials):
+        credentials._create_self_signed_jwt(
+            f"https://{default_host}/" if default_host else None
+        )
 
 
 class _Call:
