@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "tests_floors", "lint", "typecheck", "docs"]
 nox.options.error_on_missing_interpreters = False
 
 PYTHONS = ["3.11", "3.12", "3.13", "3.14"]
@@ -13,6 +13,13 @@ PYTHONS = ["3.11", "3.12", "3.13", "3.14"]
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-W", "error", *session.posargs)
+
+
+@nox.session(python="3.11")
+def tests_floors(session: nox.Session) -> None:
+    """The suite on the lowest versions pyproject.toml declares."""
+    session.install("-c", "constraints/floors.txt", "-e", ".[test]")
     session.run("python", "-m", "pytest", "-W", "error", *session.posargs)
 
 

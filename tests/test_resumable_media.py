@@ -33,7 +33,8 @@ class Storage:
         self.url = ""
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        # Media is bigger than aiohttp's default 1 MiB request body limit.
+        app = web.Application(middlewares=[self._auth], client_max_size=8 * 1024**2)
         app.router.add_post("/upload/b/bucket/o", self._upload)
         app.router.add_put("/session/{id}", self._chunk)
         app.router.add_get("/download/b/bucket/o/{name}", self._download)

@@ -13,16 +13,23 @@ A drop-in replacement for google-auth's ``google.auth.transport._aiohttp_request
 ``aiohttp.ClientSession(middlewares=[...])``.
 """
 
-from google_auth_aiohttp._default import default
-from google_auth_aiohttp._middleware import (
-    DEFAULT_MAX_REFRESH_ATTEMPTS,
-    DEFAULT_REFRESH_STATUS_CODES,
-    AuthMiddleware,
-)
-from google_auth_aiohttp._retry import Retry
-from google_auth_aiohttp._session import AuthorizedSession
-from google_auth_aiohttp._transport import Request, Response
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from google_auth_aiohttp._version import __version__
+
+if TYPE_CHECKING:
+    from google_auth_aiohttp._default import default
+    from google_auth_aiohttp._flow import (
+        DEFAULT_MAX_REFRESH_ATTEMPTS,
+        DEFAULT_REFRESH_STATUS_CODES,
+    )
+    from google_auth_aiohttp._middleware import AuthMiddleware
+    from google_auth_aiohttp._retry import Retry
+    from google_auth_aiohttp._session import AuthorizedSession
+    from google_auth_aiohttp._transport import Request, Response
 
 __all__ = [
     "DEFAULT_MAX_REFRESH_ATTEMPTS",
@@ -35,3 +42,29 @@ __all__ = [
     "__version__",
     "default",
 ]
+
+# Loaded on first use, so that importing the package (as pytest does for its
+# plugin, wherever the package is installed) costs nothing until it is used.
+_HOMES = {
+    "DEFAULT_MAX_REFRESH_ATTEMPTS": "_flow",
+    "DEFAULT_REFRESH_STATUS_CODES": "_flow",
+    "AuthMiddleware": "_middleware",
+    "AuthorizedSession": "_session",
+    "Request": "_transport",
+    "Response": "_transport",
+    "Retry": "_retry",
+    "default": "_default",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'google_auth_aiohttp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"google_auth_aiohttp.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

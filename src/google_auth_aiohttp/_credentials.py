@@ -27,25 +27,20 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import aiohttp
-from google.auth import _credentials_async, _helpers, api_key, jwt, metrics
+from google.auth import api_key, jwt, metrics
 from google.auth import credentials as sync_credentials
 from google.auth.aio import credentials as aio_credentials
 from google.auth.credentials import TokenState
-from google.oauth2 import _credentials_async as oauth2_async
 
+from google_auth_aiohttp._private import (
+    LEGACY_ASYNC_CREDENTIALS,
+    REFRESH_THRESHOLD,
+    is_regional_access_boundary_lookup_enabled,
+    usage_metric_header,
+    utcnow,
+)
 from google_auth_aiohttp._sync_transport import LoopRequest, in_worker_thread
 from google_auth_aiohttp._transport import Request
-
-try:
-    from google.auth._regional_access_boundary_utils import (
-        is_regional_access_boundary_lookup_enabled,
-    )
-except ImportError:  # google-auth from before regional access boundaries
-
-    def is_regional_access_boundary_lookup_enabled() -> bool:
-        """Regional access boundaries do not exist in this google-auth."""
-        return False
-
 
 # google-auth's before_request implementations whose headers depend on the
 # credentials' token and settings only, never on the request.
@@ -53,8 +48,7 @@ _TOKEN_ONLY_HEADERS = frozenset(
     (
         sync_credentials.Credentials.before_request,
         sync_credentials.AnonymousCredentials.before_request,
-        _credentials_async.Credentials.before_request,
-        oauth2_async.Credentials.before_request,
+        *(legacy.before_request for legacy in LEGACY_ASYNC_CREDENTIALS),
         api_key.Credentials.before_request,
         aio_credentials.Credentials.before_request,
         aio_credentials.StaticCredentials.before_request,
@@ -163,7 +157,7 @@ class CredentialsAdapter:
         if expiry is None:
             fresh_until = math.inf
         else:
-            fresh_for = expiry - _helpers.REFRESH_THRESHOLD - _helpers.utcnow()
+            fresh_for = expiry - REFRESH_THRESHOLD - utcnow()
             fresh_until = _monotonic() + fresh_for.total_seconds()
         self._fresh = (headers, self.token)
         self._fresh_expiry = expiry
@@ -311,9 +305,9 @@ class SyncAdapter(CredentialsAdapter):
 
     def apply_stale(self, headers: MutableMapping[str, str]) -> None:
         """Add what ``before_request`` adds, usage metric included, but no refresh."""
-        usage = getattr(self.credentials, "_metric_header_for_usage", None)
+        usage = usage_metric_header(self.credentials)
         if usage is not None:
-            metrics.add_metric_header(headers, usage())
+            metrics.add_metric_header(headers, usage)
         self.credentials.apply(headers)
 
 

@@ -5,7 +5,7 @@ to: aiohttp runs it again for every redirect hop, with a request built from
 the server's ``Location``. To tell a hop from the caller's own next request,
 it keeps, for each call that got a redirect, the origin its first request
 went to. Calls are known by the object aiohttp shares between the requests of
-one call (:func:`~google_auth_aiohttp._aiohttp_internals.call_of`), not by
+one call (:func:`~google_auth_aiohttp._private.call_of`), not by
 URLs, and the note lives as long as the call's redirect responses.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from yarl import URL
 
-from google_auth_aiohttp._aiohttp_internals import call_of
 from google_auth_aiohttp._flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
     AuthFlow,
 )
+from google_auth_aiohttp._private import call_of
 from google_auth_aiohttp._retry import Retry
 
 __all__ = [

@@ -24,10 +24,15 @@ from collections.abc import Callable
 
 from aiohttp import ClientRequest
 from google.auth import exceptions
-from google.auth.transport import _mtls_helper
 
-from google_auth_aiohttp._aiohttp_internals import replace_ssl_context
 from google_auth_aiohttp._logging import LOGGER
+from google_auth_aiohttp._private import (
+    client_certificate,
+    google_is_mtls_endpoint,
+    replace_ssl_context,
+    rotated_client_certificate,
+    use_client_certificate,
+)
 
 ClientCertCallback = Callable[[], tuple[bytes, bytes]]
 
@@ -60,12 +65,10 @@ class MtlsChannel:
             google.auth.exceptions.MutualTLSChannelError: If the certificate
                 could not be had or loaded; the channel is left as it was.
         """
-        if not _mtls_helper.check_use_client_cert():
+        if not use_client_certificate():
             return
         try:
-            is_mtls, cert, key = _mtls_helper.get_client_cert_and_key(
-                client_cert_callback
-            )
+            is_mtls, cert, key = client_certificate(client_cert_callback)
             context = _client_context(cert, key) if is_mtls else None
         except _CERT_ERRORS as caught:
             raise exceptions.MutualTLSChannelError(caught) from caught
@@ -97,11 +100,8 @@ class MtlsChannel:
             if self.cert != cert_at_request:  # another caller rotated it meanwhile
                 self._retarget(request)
                 return
-            # Added to google-auth in 2.4x; older versions never rotate.
-            check = getattr(
-                _mtls_helper, "check_parameters_for_unauthorized_response", None
-            )
-            if check is None:
+            check = rotated_client_certificate
+            if check is None:  # this google-auth cannot tell: never rotate
                 return
             try:
                 cert, key, cached, current = await asyncio.to_thread(
@@ -131,9 +131,8 @@ class MtlsChannel:
 
 def is_mtls_endpoint(url: str) -> bool:
     """Whether ``url`` is a Google mTLS endpoint, where a 401 may mean rotation."""
-    check = getattr(_mtls_helper, "is_mtls_endpoint", None)
-    if check is not None:
-        return bool(check(url))
+    if google_is_mtls_endpoint is not None:
+        return bool(google_is_mtls_endpoint(url))
     host = url.partition("://")[2].partition("/")[0].partition(":")[0]
     return host.endswith(".mtls.googleapis.com") or host == "mtls.googleapis.com"
 

@@ -150,10 +150,7 @@ class SharedRefresh:
         while True:
             run = self._runs.get(loop)
             if run is None:
-                if (
-                    rejected_token is not _UNSET
-                    and adapter.token != rejected_token
-                ):
+                if rejected_token is not _UNSET and adapter.token != rejected_token:
                     return
                 refresh = functools.partial(adapter.refresh, request)
                 run = self._begin(loop, refresh, adapter, timeout, session, False)

@@ -23,7 +23,6 @@ from google.oauth2 import service_account
 from multidict import CIMultiDict
 from yarl import URL
 
-from google_auth_aiohttp._aiohttp_internals import RequestContextManager
 from google_auth_aiohttp._checks import seconds
 from google_auth_aiohttp._flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
@@ -33,6 +32,11 @@ from google_auth_aiohttp._flow import (
 from google_auth_aiohttp._logging import safe_url
 from google_auth_aiohttp._middleware import check_retry
 from google_auth_aiohttp._mtls import ClientCertCallback, MtlsChannel
+from google_auth_aiohttp._private import (
+    RequestContextManager,
+    session_request,
+    sign_own_jwts,
+)
 from google_auth_aiohttp._retry import Retry
 from google_auth_aiohttp._transport import DEFAULT_CLIENT_TIMEOUT, client_timeout
 
@@ -288,10 +292,8 @@ with warnings.catch_warnings():
             """Start a call in aiohttp, with ``call`` first in its middlewares."""
             # Per-request middlewares replace the session's in aiohttp.
             chain = (call, *(self._after_auth if middlewares is None else middlewares))
-            # ClientSession.request() only wraps _request() in this: calling
-            # it directly passes every keyword once less, on every request.
             return RequestContextManager(
-                self._request(method, url, middlewares=chain, **kwargs)
+                session_request(self, method, url, middlewares=chain, **kwargs)
             )
 
         async def _within(
@@ -335,7 +337,8 @@ with warnings.catch_warnings():
                 )
             call = _Call(self._flow, self._retry, None)
             return RequestContextManager(
-                self._request(
+                session_request(
+                    self,
                     method,
                     url,
                     data=data,
@@ -399,9 +402,7 @@ def _sign_own_jwts(credentials: Any, default_host: str | None) -> None:
     As google-auth's sync session does (AIP-4111), where they are allowed to.
     """
     if isinstance(credentials, service_account.Credentials):
-        credentials._create_self_signed_jwt(
-            f"https://{default_host}/" if default_host else None
-        )
+        sign_own_jwts(credentials, f"https://{default_host}/" if default_host else None)
 
 
 class _Call:

@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-from google_auth_aiohttp.testing import GoogleEmulator
+if TYPE_CHECKING:
+    from google_auth_aiohttp.testing import GoogleEmulator
 
-# The fixture is async: without pytest-asyncio, the plugin offers none.
+# pytest loads this plugin in every run wherever the package is installed: the
+# emulator (aiohttp.web, google-auth, cryptography) is imported only by a test
+# that asks for it. The fixture is async: without pytest-asyncio, none.
 if importlib.util.find_spec("pytest_asyncio") is not None:
     import pytest_asyncio
 
     @pytest_asyncio.fixture
     async def google_emulator() -> AsyncIterator[GoogleEmulator]:
         """A running GoogleEmulator on 127.0.0.1, closed after the test."""
+        from google_auth_aiohttp.testing import GoogleEmulator
+
         async with GoogleEmulator() as emulator:
             yield emulator

@@ -18,7 +18,8 @@ google-auth credentials work against it unchanged::
                 assert response.status == 200
         assert google.token_requests == 1
 
-No network access and no Google account are needed.
+No network access and no Google account are needed. It needs ``cryptography``
+(to make keys): ``pip install 'google-auth-aiohttp[testing]'``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+try:
+    import cryptography  # noqa: F401  (the keys the emulator hands out)
+except ImportError as missing:
+    raise ImportError(
+        "google_auth_aiohttp.testing needs the cryptography package: "
+        "pip install 'google-auth-aiohttp[testing]'"
+    ) from missing
 
 __all__ = ["GoogleEmulator", "IssuedToken"]
 

@@ -1,4 +1,4 @@
-"""What the package reads of aiohttp's internals holds on the installed aiohttp."""
+"""What the package takes from aiohttp's and google-auth's internals holds here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from google_auth_aiohttp._aiohttp_internals import (
+from google_auth_aiohttp._private import (
     RequestContextManager,
     call_of,
     replace_ssl_context,
@@ -88,3 +88,53 @@ async def test_a_built_requests_ssl_context_can_be_replaced() -> None:
     assert request.ssl is old
     replace_ssl_context(request, {old}, new)
     assert request.ssl is new
+
+
+# -- google-auth -----------------------------------------------------------------
+
+
+def test_google_auths_legacy_async_credentials_and_clock() -> None:
+    import datetime
+    import inspect
+
+    from google_auth_aiohttp import _private
+
+    for legacy in _private.LEGACY_ASYNC_CREDENTIALS:
+        assert inspect.iscoroutinefunction(legacy.before_request)
+    assert datetime.timedelta(0) < _private.REFRESH_THRESHOLD
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    assert abs(_private.utcnow() - now) < datetime.timedelta(seconds=5)
+    assert _private.is_regional_access_boundary_lookup_enabled() in (True, False)
+
+
+def test_google_auths_mtls_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from google_auth_aiohttp import _private
+
+    monkeypatch.setenv("GOOGLE_API_USE_CLIENT_CERTIFICATE", "false")
+    assert not _private.use_client_certificate()
+    monkeypatch.setenv("GOOGLE_API_USE_CLIENT_CERTIFICATE", "true")
+    assert _private.use_client_certificate()
+    is_mtls, cert, key = _private.client_certificate(lambda: (b"cert", b"key"))
+    assert (is_mtls, cert, key) == (True, b"cert", b"key")
+    assert _private.rotated_client_certificate is not None
+    assert _private.google_is_mtls_endpoint is not None
+    assert _private.google_is_mtls_endpoint("https://storage.mtls.googleapis.com/")
+    assert not _private.google_is_mtls_endpoint("https://storage.googleapis.com/")
+
+
+def test_google_auths_service_account_internals(
+    service_account_info: dict[str, str],
+) -> None:
+    from google.oauth2 import service_account
+
+    from google_auth_aiohttp import _private
+
+    credentials = service_account.Credentials.from_service_account_info(
+        service_account_info, scopes=["https://example.test/s"]
+    )
+    assert _private.usage_metric_header(credentials)
+    assert _private.usage_metric_header(object()) is None
+    credentials._always_use_jwt_access = True
+    _private.sign_own_jwts(credentials, "https://api.example.test/")
+    credentials.refresh(None)  # a self-signed JWT needs no token endpoint
+    assert credentials.token and credentials.token.count(".") == 2
