@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from google.auth.credentials import TokenState
 from google.oauth2 import _service_account_async, service_account
 
 from google_auth_aiohttp import AuthorizedSession
@@ -134,6 +135,17 @@ async def loop_lag(interval: float = 0.005) -> AsyncIterator[list[float]]:
         yield lags
     finally:
         ticker.cancel()
+
+
+def make_stale(credentials: Any) -> None:
+    """Make credentials' token stale: valid, but in google-auth's refresh window.
+
+    google-auth counts a token as stale in the 3 min 45 s before its expiry.
+    """
+    credentials.expiry = datetime.datetime.now(datetime.UTC).replace(
+        tzinfo=None
+    ) + datetime.timedelta(seconds=60)
+    assert credentials.token_state is TokenState.STALE
 
 
 def expire(credentials: Any) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,14 +16,7 @@ from google.oauth2 import service_account
 from google_auth_aiohttp import AuthorizedSession, _sync_transport
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, expire, loop_lag
-
-
-def _make_stale(credentials: Any) -> None:
-    # google-auth counts a token as stale in the 3 min 45 s before its expiry.
-    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-    credentials.expiry = now + datetime.timedelta(seconds=60)
-    assert credentials.token_state is TokenState.STALE
+from .conftest import SCOPE, expire, loop_lag, make_stale
 
 
 async def _get(session: AuthorizedSession, url: str) -> int:
@@ -39,7 +31,7 @@ async def test_stale_token_is_refreshed_in_the_background(
     async with AuthorizedSession(any_credentials) as session:
         assert await _get(session, google.api_url("warm")) == 200
         old_token = any_credentials.token
-        _make_stale(any_credentials)
+        make_stale(any_credentials)
         google.token_delay = 1.0
         started = loop.time()
         statuses = await asyncio.gather(
@@ -61,7 +53,7 @@ async def test_failed_background_refresh_is_logged_not_raised(
 ) -> None:
     async with AuthorizedSession(any_credentials) as session:
         assert await _get(session, google.api_url("warm")) == 200
-        _make_stale(any_credentials)
+        make_stale(any_credentials)
         google.token_error = "invalid_grant"
         for _ in range(5):
             assert await _get(session, google.api_url("stale")) == 200

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import datetime
 import logging
 import os
 import threading
@@ -21,7 +20,7 @@ from google.oauth2 import _service_account_async, service_account
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, expire
+from .conftest import SCOPE, expire, make_stale
 
 FAMILIES = {
     "async": _service_account_async.Credentials,
@@ -32,12 +31,6 @@ FAMILIES = {
 @pytest.fixture(params=sorted(FAMILIES))
 def family(request: Any) -> Any:
     return FAMILIES[request.param]
-
-
-def _make_stale(credentials: Any) -> None:
-    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-    credentials.expiry = now + datetime.timedelta(seconds=60)
-    assert credentials.token_state is TokenState.STALE
 
 
 async def _status(session: aiohttp.ClientSession, url: str) -> int:
@@ -111,7 +104,7 @@ async def test_one_session_per_call_renews_a_stale_token_in_the_background(
     async with AuthorizedSession(credentials) as session:
         assert await _status(session, google.api_url("warm")) == 200
     old_token = credentials.token
-    _make_stale(credentials)
+    make_stale(credentials)
     google.token_delay = 0.3
     slowest = 0.0
     for i in range(12):
@@ -155,7 +148,7 @@ def test_a_loop_closed_mid_refresh_leaves_nothing_stuck(
             assert await _status(session, google.api_url("warm")) == 200
 
     async def leave_during_a_background_refresh() -> None:
-        _make_stale(credentials)
+        make_stale(credentials)
         google.token_delay = 5
         async with AuthorizedSession(credentials) as session:
             assert await _status(session, google.api_url("stale")) == 200
@@ -187,7 +180,7 @@ def test_a_loop_closed_mid_refresh_leaves_nothing_stuck(
     assert google.token_requests == before + 1
 
     async def stale_again() -> None:
-        _make_stale(credentials)
+        make_stale(credentials)
         token = credentials.token
         async with AuthorizedSession(credentials) as session:
             assert await _status(session, google.api_url("s")) == 200
@@ -281,7 +274,7 @@ async def test_threads_tasks_and_descriptors_stay_flat_over_200_sessions(
         async with AuthorizedSession(credentials, refresh_timeout=0.3) as session:
             kind = i % 4
             if kind == 1:
-                _make_stale(credentials)
+                make_stale(credentials)
             elif kind == 2:
                 google.revoke_all()
             elif kind == 3 and i % 20 == 3:
