@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from google_auth_aiohttp.testing import GoogleEmulator
 
@@ -98,23 +101,197 @@ async def test_non_2xx_exits_1(google: GoogleEmulator, adc: dict[str, str]) -> N
     assert json.loads(out)["path"] == "/api/x"
 
 
-async def test_no_credentials_is_a_clear_message_and_exit_2(tmp_path: Path) -> None:
+async def test_no_credentials_is_a_clear_message_and_exit_3(tmp_path: Path) -> None:
     code, out, err = await _cli(
         "request",
         "http://127.0.0.1:9/never",
         env={"CLOUDSDK_CONFIG": str(tmp_path)},
     )
-    assert code == 2
+    assert code == 3
     assert out == b""
-    assert "no credentials found" in err
+    assert err.startswith("google-auth-aiohttp: error: no credentials found")
     assert "Application Default Credentials" in err
+    assert err.count("\n") == 1  # one line, no traceback
 
 
-async def test_help_describes_both_commands() -> None:
+async def test_help_describes_every_command_and_the_exit_codes() -> None:
     code, out, _ = await _cli("--help")
     assert code == 0
-    assert b"demo" in out and b"request" in out
+    for word in (b"demo", b"request", b"print-access-token", b"4 network"):
+        assert word in out
     code, out, _ = await _cli("request", "--help")
     assert code == 0
-    for flag in (b"-X", b"-H", b"-d", b"--scopes", b"-i"):
+    for flag in (b"-X", b"-H", b"-d", b"--scopes", b"-i", b"-f", b"-s", b"-o"):
         assert flag in out
+    assert b"--max-time" in out
+
+
+async def test_version_and_the_console_script() -> None:
+    from google_auth_aiohttp import __version__
+
+    code, out, _ = await _cli("--version")
+    assert (code, out.decode().strip()) == (0, __version__)
+    script = shutil.which("google-auth-aiohttp", path=os.path.dirname(sys.executable))
+    assert script is not None
+    process = await asyncio.create_subprocess_exec(
+        script, "--version", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert out.decode().strip() == __version__
+
+
+async def test_print_access_token_prints_the_token_alone(
+    google: GoogleEmulator, adc: dict[str, str]
+) -> None:
+    code, out, err = await _cli("print-access-token", env=adc)
+    assert code == 0, err
+    token = out.decode()
+    assert token.endswith("\n") and token.count("\n") == 1
+    assert token.strip() in google.issued_tokens
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["request", "ftp://127.0.0.1/x"], "is not an http or https URL"),
+        (["request", "http://[::1"], "is not a URL"),
+        (["request", "not a url"], "is not an http or https URL"),
+        (["request", "-X", "GE T", "http://127.0.0.1:9/"], "is not an HTTP method"),
+        (["request", "-H", "no colon", "http://127.0.0.1:9/"], "'Name: value'"),
+        (["request", "-d", "@/no/such/file", "http://127.0.0.1:9/"], "cannot read"),
+        (["request", "-o", "/no/such/dir/out", "http://127.0.0.1:9/"], "cannot write"),
+        (["request", "--max-time", "nan", "http://127.0.0.1:9/"], "is not a time"),
+    ],
+)
+async def test_usage_errors_are_one_line_and_exit_2(
+    adc: dict[str, str], args: list[str], message: str
+) -> None:
+    code, out, err = await _cli(*args, env=adc)
+    assert code == 2, err
+    assert out == b""
+    assert message in err
+    assert err.count("\n") == 1
+
+
+async def test_argparse_usage_errors_exit_2() -> None:
+    code, _, err = await _cli("request")
+    assert code == 2
+    assert "URL" in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "is a directory"),
+        ("[1, 2]", "is not a credentials file"),
+        ("{not json", "is not JSON"),
+        ('{"type": "service_account", "client_email": "x"}', "invalid credentials"),
+    ],
+)
+async def test_bad_credentials_files_are_named_and_exit_3(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    key = tmp_path / "key.json"
+    if content is None:
+        key.mkdir()
+    else:
+        key.write_text(content)
+    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(key)}
+    for command in (["print-access-token"], ["request", "http://127.0.0.1:9/"]):
+        code, out, err = await _cli(*command, env=env)
+        assert code == 3, err
+        assert out == b""
+        assert message in err and str(key) in err
+        assert "Traceback" not in err and "('" not in err  # no tuple reprs
+        assert err.count("\n") == 1
+
+
+async def test_refused_credentials_exit_3(
+    google: GoogleEmulator, adc: dict[str, str]
+) -> None:
+    google.token_error = "invalid_grant"
+    code, out, err = await _cli("print-access-token", env=adc)
+    assert code == 3
+    assert out == b""
+    assert "the credentials were refused" in err and "invalid_grant" in err
+
+
+@pytest.fixture
+async def troubles(serve: Any) -> str:
+    """A server whose paths misbehave: a redirect loop, a cut body, slowness."""
+
+    async def loop(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/loop")
+
+    async def cut(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = 100
+        await response.prepare(request)
+        await response.write(b"only ten b")
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/loop", loop)
+    app.router.add_get("/cut", cut)
+    app.router.add_get("/slow", slow)
+    url: str = await serve(app)
+    return url
+
+
+@pytest.mark.parametrize(
+    ("path", "args", "message"),
+    [
+        ("/loop", [], "redirect"),
+        ("/cut", [], "/cut"),
+        ("/slow", ["--max-time", "0.5"], "timed out"),
+    ],
+)
+async def test_network_failures_are_one_line_and_exit_4(
+    troubles: str, adc: dict[str, str], path: str, args: list[str], message: str
+) -> None:
+    code, _, err = await _cli("request", *args, troubles + path, env=adc)
+    assert code == 4, err
+    assert message in err.lower() or message in err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+async def test_a_refused_connection_exits_4(adc: dict[str, str]) -> None:
+    code, out, err = await _cli("request", "http://127.0.0.1:9/x", env=adc)
+    assert code == 4, err
+    assert out == b""
+    assert err.startswith("google-auth-aiohttp: error: GET http://127.0.0.1:9/x:")
+
+
+async def test_debug_shows_the_traceback(adc: dict[str, str]) -> None:
+    code, _, err = await _cli("--debug", "request", "http://127.0.0.1:9/x", env=adc)
+    assert code == 4
+    assert "Traceback" in err
+
+
+async def test_fail_silent_and_output(
+    google: GoogleEmulator, adc: dict[str, str], tmp_path: Path
+) -> None:
+    code, out, err = await _cli(
+        "request", "-f", google.api_url("x?status=404"), env=adc
+    )
+    assert (code, out) == (1, b"")
+    assert "404" in err
+    code, out, err = await _cli(
+        "request", "-s", google.api_url("x?status=500"), env=adc
+    )
+    assert code == 1
+    assert err == ""
+    assert json.loads(out)["path"] == "/api/x"
+    target = tmp_path / "out.json"
+    code, out, err = await _cli(
+        "request", "-o", str(target), google.api_url("saved"), env=adc
+    )
+    assert (code, out) == (0, b""), err
+    assert json.loads(target.read_bytes())["path"] == "/api/saved"
