@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "tests_floors", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "tests_floors", "lint", "typecheck", "docs", "dist"]
 nox.options.error_on_missing_interpreters = False
 
 PYTHONS = ["3.11", "3.12", "3.13", "3.14"]
@@ -40,6 +40,22 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     session.install("-e", ".[docs]")
     session.run("sphinx-build", "-W", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def dist(session: nox.Session) -> None:
+    """Build the sdist and wheel, and check what PyPI and users will get."""
+    session.install("build", "twine", "check-wheel-contents")
+    session.run("rm", "-rf", "dist", external=True)
+    session.run("python", "-m", "build")
+    session.run("python", "-m", "twine", "check", "--strict", *_dists())
+    session.run("check-wheel-contents", *_dists(".whl"))
+
+
+def _dists(suffix: str = "") -> list[str]:
+    import glob
+
+    return sorted(glob.glob(f"dist/*{suffix}"))
 
 
 @nox.session
