@@ -39,7 +39,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     session.install("-e", ".[docs]")
-    session.run("sphinx-build", "-W", "-b", "html", "docs", "docs/_build/html")
+    session.run("sphinx-build", "-W", "-n", "-b", "html", "docs", "docs/_build/html")
 
 
 @nox.session

@@ -24,6 +24,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",
+    "myst_parser",  # the changelog is Markdown
 ]
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
