@@ -117,6 +117,9 @@ class GoogleEmulator:
         token_error (Optional[str]): When set, the token endpoint refuses every
             request with this OAuth error code (for example ``"invalid_grant"``).
         token_lifetime (int): See above; may be changed while running.
+        certs_max_age (int): The ``max-age`` the certificates endpoint
+            (:attr:`certs_url`) sends.
+        certs_requests (int): Requests the certificates endpoint received.
 
     """
 
@@ -132,7 +135,9 @@ class GoogleEmulator:
         self.project_id = project_id
         self.gce_service_account = f"vm-default@{project_id}.iam.gserviceaccount.com"
         self._port = port
-        self._id_signer: Any = None
+        self._id_keys: list[tuple[str, str]] = []  # (key id, private PEM)
+        self.certs_max_age = 3600
+        self.certs_requests = 0
         self.token_delay = 0.0
         self.token_error: str | None = None
         self.token_requests = 0
@@ -290,6 +295,7 @@ class GoogleEmulator:
             "/v1/projects/-/serviceAccounts/{name}", self._generate_access_token
         )
         app.router.add_route("*", "/api/{tail:.*}", self._api)
+        app.router.add_get("/oauth2/v1/certs", self._certs)
         app.router.add_get("/", self._metadata_ping)
         app.router.add_get("/computeMetadata/v1/{path:.*}", self._metadata)
         # A test's emulator closes at once: requests still waiting out a
@@ -333,31 +339,104 @@ class GoogleEmulator:
             "scope": " ".join(scopes),
         }
 
-    def _id_token(self, subject: str, audience: str) -> str:
-        """Issue a signed OpenID Connect ID token, which the API accepts too."""
+    @property
+    def certs_url(self) -> str:
+        """str: Where the public keys of the emulator's ID tokens are published.
+
+        Like Google's ``https://www.googleapis.com/oauth2/v1/certs``: a JSON
+        object of key id to PEM public key, with ``Cache-Control: max-age``
+        set to :attr:`certs_max_age`; :attr:`certs_requests` counts the fetches.
+        """
+        return f"{self.url}/oauth2/v1/certs"
+
+    def rotate_id_token_key(self, *, retire_previous: bool = False) -> None:
+        """Sign ID tokens with a new key from now on, as Google rotates its own.
+
+        Args:
+            retire_previous (bool): Also stop publishing the keys used so far:
+                tokens they signed no longer verify.
+        """
+        if retire_previous:
+            self._id_keys.clear()
+        key_id = secrets.token_hex(20)
+        self._id_keys.append((key_id, _private_pem()))
+
+    def id_token(
+        self,
+        audience: str,
+        *,
+        email: str | None = None,
+        issuer: str = "https://accounts.google.com",
+        lifetime: int | None = None,
+        key_id: str | None = None,
+    ) -> str:
+        """Issue an ID token, as Google would for a caller of ``audience``.
+
+        Args:
+            audience (str): The ``aud`` claim.
+            email (Optional[str]): The ``email`` (and ``sub``) claim; by default
+                the emulator's GCE service account.
+            issuer (str): The ``iss`` claim.
+            lifetime (Optional[int]): Seconds until ``exp``; negative for an
+                expired token. By default :attr:`token_lifetime`.
+            key_id (Optional[str]): The ``kid`` header to claim, signed with the
+                current key whatever it says (to test unknown key ids).
+
+        Returns:
+            str: The signed token; the emulator's API accepts it too.
+        """
         from google.auth import crypt, jwt
 
-        if self._id_signer is None:
-            self._id_signer = crypt.RSASigner.from_string(_private_pem(), "emulator")
+        if not self._id_keys:
+            self.rotate_id_token_key()
+        current_id, private_pem = self._id_keys[-1]
+        signer = crypt.RSASigner.from_string(private_pem, key_id or current_id)
+        subject = email or self.gce_service_account
+        lifetime = self.token_lifetime if lifetime is None else lifetime
         now = int(time.time())
         token: bytes = jwt.encode(
-            self._id_signer,
+            signer,
             {
-                "iss": self.url,
+                "iss": issuer,
                 "sub": subject,
                 "email": subject,
+                "email_verified": True,
                 "aud": audience,
-                "iat": now,
-                "exp": now + self.token_lifetime,
+                "iat": min(now, now + lifetime),
+                "exp": now + lifetime,
             },
         )
         id_token = token.decode()
         self._state.tokens[id_token] = IssuedToken(
             subject=subject,
             scopes=(),
-            expires_at=time.monotonic() + self.token_lifetime,
+            expires_at=time.monotonic() + lifetime,
         )
         return id_token
+
+    def _id_token(self, subject: str, audience: str) -> str:
+        """Issue a signed OpenID Connect ID token, which the API accepts too."""
+        return self.id_token(audience, email=subject)
+
+    async def _certs(self, request: web.Request) -> web.Response:
+        from cryptography.hazmat.primitives import serialization
+
+        self.certs_requests += 1
+        published = {}
+        for key_id, private_pem in self._id_keys:
+            key = serialization.load_pem_private_key(private_pem.encode(), None)
+            published[key_id] = (
+                key.public_key()
+                .public_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PublicFormat.SubjectPublicKeyInfo,
+                )
+                .decode()
+            )
+        return web.json_response(
+            published,
+            headers={"Cache-Control": f"public, max-age={self.certs_max_age}"},
+        )
 
     async def _metadata_ping(self, request: web.Request) -> web.Response:
         if request.headers.get("Metadata-Flavor") != "Google":

@@ -1,0 +1,190 @@
+"""Verifying Google ID tokens: google-auth's semantics, with a certificate cache."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession, web
+from google.auth import exceptions
+
+from google_auth_aiohttp import Request, id_token
+from google_auth_aiohttp.testing import GoogleEmulator
+
+AUDIENCE = "https://service.example.test"
+
+
+async def _verify(google: GoogleEmulator, token: str, **kwargs: Any) -> dict[str, Any]:
+    async with Request() as request:
+        return await id_token.verify_token(
+            token, request, certs_url=google.certs_url, **kwargs
+        )
+
+
+async def test_a_google_token_verifies_and_certificates_are_fetched_once(
+    google: GoogleEmulator,
+) -> None:
+    token = google.id_token(AUDIENCE, email="caller@example.test")
+    claims = await _verify(google, token, audience=AUDIENCE)
+    assert claims["aud"] == AUDIENCE
+    assert claims["email"] == "caller@example.test"
+    await asyncio.gather(
+        *(_verify(google, token, audience=AUDIENCE) for _ in range(20))
+    )
+    for _ in range(20):
+        await _verify(google, token)
+    assert google.certs_requests == 1  # Cache-Control: max-age=3600
+
+
+async def test_after_max_age_one_refetch_serves_concurrent_verifications(
+    google: GoogleEmulator,
+) -> None:
+    google.certs_max_age = 1
+    token = google.id_token(AUDIENCE)
+    await _verify(google, token)
+    await asyncio.sleep(1.1)
+    google.token_delay = 0  # (the certificates endpoint has no delay of its own)
+    await asyncio.gather(*(_verify(google, token) for _ in range(20)))
+    assert google.certs_requests == 2
+
+
+async def test_a_rotated_key_is_picked_up_at_once(google: GoogleEmulator) -> None:
+    await _verify(google, google.id_token(AUDIENCE))  # a scheduled fetch
+    google.rotate_id_token_key()
+    claims = await _verify(google, google.id_token(AUDIENCE), audience=AUDIENCE)
+    assert claims["aud"] == AUDIENCE
+    assert google.certs_requests == 2  # the new key id made one refetch
+
+
+async def test_a_flood_of_unknown_key_ids_makes_one_refetch(
+    google: GoogleEmulator,
+) -> None:
+    await _verify(google, google.id_token(AUDIENCE))
+    forged = [google.id_token(AUDIENCE, key_id=secrets.token_hex(8)) for _ in range(50)]
+    results = await asyncio.gather(
+        *(_verify(google, token) for token in forged), return_exceptions=True
+    )
+    assert all(isinstance(result, ValueError) for result in results)
+    for token in forged[:10]:  # and one after another
+        with pytest.raises(ValueError):
+            await _verify(google, token)
+    assert google.certs_requests == 2  # the first fetch, and one refetch
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda g: g.id_token("https://other.example.test"), "audience"),
+        (lambda g: g.id_token(AUDIENCE, lifetime=-600), "expired"),
+        (lambda g: _tampered(g.id_token(AUDIENCE)), "signature"),
+        (lambda g: "not.a.token", "malformed"),
+        (lambda g: "a" * 40, "malformed"),
+    ],
+    ids=["audience", "expired", "signature", "segments", "garbage"],
+)
+async def test_each_rejection_is_a_value_error_without_the_token(
+    google: GoogleEmulator, make: Any, message: str
+) -> None:
+    token = make(google)
+    with pytest.raises(ValueError) as caught:
+        await _verify(google, token, audience=AUDIENCE)
+    assert message in str(caught.value).lower()
+    assert token not in str(caught.value)
+    assert token.split(".")[0] not in str(caught.value) or len(token) < 20
+
+
+def _tampered(token: str) -> str:
+    header, payload, signature = token.split(".")
+    flipped = "A" if signature[10] != "A" else "B"
+    return f"{header}.{payload}.{signature[:10]}{flipped}{signature[11:]}"
+
+
+async def test_verify_oauth2_token_checks_the_issuer(
+    google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Google's certificates URL, pointed at the emulator's for the test.
+    monkeypatch.setattr(id_token, "GOOGLE_OAUTH2_CERTS_URL", google.certs_url)
+    good = google.id_token(AUDIENCE)
+    bad = google.id_token(AUDIENCE, issuer="https://evil.example.test")
+    async with Request() as request:
+        claims = await id_token.verify_oauth2_token(good, request, audience=AUDIENCE)
+        assert claims["iss"] == "https://accounts.google.com"
+        with pytest.raises(exceptions.GoogleAuthError, match="Wrong issuer"):
+            await id_token.verify_oauth2_token(bad, request, audience=AUDIENCE)
+
+
+async def test_a_failed_fetch_reaches_the_caller_and_is_not_cached(
+    serve: Any, google: GoogleEmulator
+) -> None:
+    calls = [0]
+
+    async def flaky(request: web.Request) -> web.Response:
+        calls[0] += 1
+        if calls[0] == 1:
+            return web.Response(status=503)
+        raise web.HTTPFound(google.certs_url)
+
+    app = web.Application()
+    app.router.add_get("/certs", flaky)
+    url = await serve(app) + "/certs"
+    token = google.id_token(AUDIENCE)
+    async with Request() as request:
+        with pytest.raises(exceptions.TransportError, match="503"):
+            await id_token.verify_token(token, request, certs_url=url)
+        claims = await id_token.verify_token(token, request, certs_url=url)
+    assert claims["aud"] == AUDIENCE
+
+
+@pytest.fixture
+async def guarded(serve: Any, google: GoogleEmulator) -> tuple[str, list[Any]]:
+    seen: list[Any] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request[id_token.REQUEST_KEY])
+        if id_token.CLAIMS is not None:
+            assert request[id_token.CLAIMS] is seen[-1]
+        return web.Response(text="ok")
+
+    app = web.Application(
+        middlewares=[
+            id_token.middleware(
+                AUDIENCE,
+                certs_url=google.certs_url,
+                allowed_emails=["allowed@example.test"],
+            )
+        ]
+    )
+    app.router.add_post("/push", handler)
+    url: str = await serve(app)
+    return url + "/push", seen
+
+
+async def test_the_middleware_admits_only_google_signed_allowed_callers(
+    google: GoogleEmulator, guarded: tuple[str, list[Any]]
+) -> None:
+    url, seen = guarded
+    cases = [
+        ({}, 401),
+        ({"Authorization": "Basic dXNlcjpwdw=="}, 401),
+        ({"Authorization": "Bearer forged.token.here"}, 401),
+        ({"Authorization": f"Bearer {google.id_token('https://other.test')}"}, 401),
+        ({"Authorization": f"Bearer {google.id_token(AUDIENCE, email='x@y.z')}"}, 403),
+    ]
+    async with ClientSession() as session:
+        for headers, status in cases:
+            async with session.post(url, headers=headers) as response:
+                assert response.status == status, await response.text()
+                body = await response.text()
+                if status == 401:
+                    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+                token = headers.get("Authorization", "").partition(" ")[2]
+                assert not token or token not in body
+        assert seen == []  # the handler never ran
+        good = google.id_token(AUDIENCE, email="allowed@example.test")
+        async with session.post(url, headers={"Authorization": f"Bearer {good}"}) as r:
+            assert r.status == 200
+    [claims] = seen
+    assert claims["email"] == "allowed@example.test"
+    assert claims["aud"] == AUDIENCE
