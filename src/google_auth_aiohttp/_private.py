@@ -28,6 +28,7 @@ __all__ = [
     "call_of",
     "client_certificate",
     "google_is_mtls_endpoint",
+    "impersonation_source",
     "is_regional_access_boundary_lookup_enabled",
     "replace_ssl_context",
     "rotated_client_certificate",
@@ -204,3 +205,18 @@ def sign_own_jwts(credentials: Any, audience: str | None) -> None:
             "google-auth 2.45 to 2.x."
         )
     create(audience)
+
+
+def impersonation_source(credentials: Any) -> tuple[Any, list[str] | None]:
+    """The source credentials and delegates of impersonated credentials.
+
+    Raises:
+        RuntimeError: If this google-auth keeps them elsewhere.
+    """
+    try:
+        return credentials._source_credentials, credentials._delegates
+    except AttributeError:  # pragma: no cover - only on an unsupported google-auth
+        raise RuntimeError(
+            f"impersonated_credentials.Credentials of {_GOOGLE_AUTH} keep their "
+            "source elsewhere; google-auth-aiohttp supports google-auth 2.45 to 2.x."
+        ) from None

@@ -1,7 +1,22 @@
-"""Google ID tokens, async: verify them, with Google's certificates cached.
+"""Google ID tokens, async: fetch them to call services, verify them in servers.
 
-google-auth's ``google.oauth2.id_token`` has the same names, but is sync and
-fetches Google's certificates again for every verification. These coroutines
+google-auth's ``google.oauth2.id_token`` has the same names, but is sync, and
+fetches Google's certificates again for every verification.
+
+:func:`fetch_id_token` and :func:`fetch_id_token_credentials` find ID-token
+credentials where google-auth does (a service-account or impersonation file
+named by ``GOOGLE_APPLICATION_CREDENTIALS``, else the metadata server) without
+blocking the event loop, all HTTP through aiohttp; the credentials work with
+:class:`~google_auth_aiohttp.AuthorizedSession`, which sends
+``Authorization: Bearer <ID token>`` and refreshes it when it expires::
+
+    from google_auth_aiohttp import AuthorizedSession, id_token
+
+    credentials = await id_token.fetch_id_token_credentials(service_url)
+    async with AuthorizedSession(credentials) as session:
+        await session.get(service_url)
+
+The verifying coroutines
 keep the certificates for as long as the endpoint's ``Cache-Control: max-age``
 says: N verifications within it, concurrent or one after another, make one
 fetch, and after it one refetch that concurrent verifications share. A token
@@ -31,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import time
 import warnings
@@ -40,9 +56,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from google.auth import exceptions, jwt
+from google.auth import _helpers, exceptions, impersonated_credentials, jwt
 
+from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._logging import LOGGER, safe_url
+from google_auth_aiohttp._private import impersonation_source
+from google_auth_aiohttp._sync_transport import LoopRequest, in_worker_thread
 from google_auth_aiohttp._transport import Request
 
 __all__ = [
@@ -51,6 +70,8 @@ __all__ = [
     "GOOGLE_OAUTH2_CERTS_URL",
     "REQUEST_KEY",
     "UNKNOWN_KEY_COOLDOWN",
+    "fetch_id_token",
+    "fetch_id_token_credentials",
     "middleware",
     "verify_firebase_token",
     "verify_oauth2_token",
@@ -79,6 +100,144 @@ REQUEST_KEY = "google_id_token"
 #: The same claims under a typed key, on aiohttp versions that have them
 #: (``request[id_token.CLAIMS]``); None on older ones.
 CLAIMS: Any = web.RequestKey(REQUEST_KEY, dict) if hasattr(web, "RequestKey") else None
+
+
+async def fetch_id_token_credentials(
+    audience: str, request: Request | None = None
+) -> Any:
+    """Find credentials that make ID tokens for ``audience``, as google-auth does.
+
+    In google-auth's order: ``GOOGLE_APPLICATION_CREDENTIALS`` naming a
+    ``service_account`` key (a JWT with a ``target_audience`` claim, posted to
+    the key's ``token_uri``) or an ``impersonated_service_account`` file (IAM
+    ``generateIdToken``, through aiohttp rather than ``requests``); else the
+    metadata server's identity endpoint.
+
+    Args:
+        audience (str): The ``aud`` of the tokens: usually the service's URL.
+        request (Optional[google_auth_aiohttp.Request]): The transport to probe
+            the metadata server with; by default one made for the call.
+
+    Returns:
+        google.auth.credentials.Credentials: Sync ID-token credentials; use
+        them with :class:`~google_auth_aiohttp.AuthorizedSession`.
+
+    Raises:
+        google.auth.exceptions.DefaultCredentialsError: If none were found, or
+            the file is not valid.
+    """
+    from google.oauth2 import id_token as google_id_token
+
+    info = _credentials_file()
+    if info is not None and info.get("type") == "impersonated_service_account":
+        return _ImpersonatedIDTokenCredentials.from_info(info, audience)
+    transport = request if request is not None else Request()
+    try:
+        loop_request = LoopRequest(transport, asyncio.get_running_loop())
+        return await in_worker_thread(
+            google_id_token.fetch_id_token_credentials,
+            audience,
+            loop_request,
+            loop_request=loop_request,
+        )
+    finally:
+        if request is None:
+            await transport.close()
+
+
+async def fetch_id_token(request: Request, audience: str) -> str:
+    """Fetch an ID token for ``audience`` from the environment.
+
+    Args:
+        request (google_auth_aiohttp.Request): The transport to fetch it with.
+        audience (str): The ``aud`` of the token.
+
+    Returns:
+        str: The ID token.
+
+    Raises:
+        google.auth.exceptions.DefaultCredentialsError: If no credentials were
+            found.
+        google.auth.exceptions.RefreshError: If the token was refused.
+    """
+    credentials = await fetch_id_token_credentials(audience, request=request)
+    await adapt_credentials(credentials).refresh(request)
+    token: str = credentials.token
+    return token
+
+
+def _credentials_file() -> dict[str, Any] | None:
+    """The JSON object GOOGLE_APPLICATION_CREDENTIALS names, if it is one."""
+    name = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
+    if not name or not os.path.isfile(name):
+        return None  # google-auth explains a missing file
+    try:
+        with open(name, encoding="utf-8") as file:
+            info = json.load(file)
+    except ValueError:
+        return None  # google-auth explains a malformed file
+    return info if isinstance(info, dict) else None
+
+
+class _ImpersonatedIDTokenCredentials(impersonated_credentials.IDTokenCredentials):
+    """google-auth's impersonated ID-token credentials, through our transport.
+
+    google-auth's call IAM through ``requests``; these send the same
+    ``generateIdToken`` call through the transport their refresh is given
+    (aiohttp's, on the event loop), to the IAM address of the impersonation
+    file.
+    """
+
+    def __init__(self, target: Any, audience: str, endpoint: str) -> None:
+        super().__init__(  # type: ignore[no-untyped-call]
+            target, target_audience=audience, include_email=True
+        )
+        self._id_token_endpoint = endpoint
+
+    @classmethod
+    def from_info(
+        cls, info: dict[str, Any], audience: str
+    ) -> _ImpersonatedIDTokenCredentials:
+        try:
+            impersonated = impersonated_credentials.Credentials
+            target = impersonated.from_impersonated_service_account_info(info)
+            endpoint = str(info["service_account_impersonation_url"]).replace(
+                ":generateAccessToken", ":generateIdToken"
+            )
+        except (ValueError, KeyError) as caught:
+            raise exceptions.DefaultCredentialsError(
+                "GOOGLE_APPLICATION_CREDENTIALS is not a valid impersonated "
+                f"service account file: {caught}"
+            ) from caught
+        return cls(target, audience, endpoint)
+
+    def refresh(self, request: Any) -> None:
+        """Get a new ID token from IAM, authorized by the source credentials."""
+        source, delegates = impersonation_source(self._target_credentials)
+        headers = {"Content-Type": "application/json"}
+        source.before_request(request, "POST", self._id_token_endpoint, headers)
+        body = {
+            "audience": self._target_audience,
+            "delegates": delegates,
+            "includeEmail": self._include_email,
+        }
+        response = request(
+            url=self._id_token_endpoint,
+            method="POST",
+            headers=headers,
+            body=json.dumps(body).encode(),
+        )
+        data = response.data
+        if response.status != 200:
+            raise exceptions.RefreshError(
+                f"IAM refused to make an ID token: status {response.status}."
+            )
+        try:
+            token = json.loads(data)["token"]
+        except (KeyError, ValueError) as caught:
+            raise exceptions.RefreshError("IAM's answer holds no ID token.") from caught
+        self.token = token
+        self.expiry = _helpers.utcfromtimestamp(jwt.decode(token, verify=False)["exp"])
 
 
 async def verify_token(

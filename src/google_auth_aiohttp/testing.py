@@ -466,6 +466,17 @@ class GoogleEmulator:
                     },
                     headers=flavor,
                 )
+            if leaf == "identity":
+                self.token_requests += 1
+                if self.token_delay:
+                    await asyncio.sleep(self.token_delay)
+                audience = request.query.get("audience")
+                if not audience:
+                    return web.Response(status=400, text="audience required")
+                return web.Response(
+                    text=self.id_token(audience, email=self.gce_service_account),
+                    headers=flavor,
+                )
             if leaf == "token":
                 self.token_requests += 1
                 if self.token_delay:
@@ -513,13 +524,17 @@ class GoogleEmulator:
         if refused is not None:
             return refused
         target, _, verb = request.match_info["name"].partition(":")
-        if verb != "generateAccessToken":
+        if verb not in ("generateAccessToken", "generateIdToken"):
             return web.json_response({"error": {"code": 404}}, status=404)
         if self._authorized(request) is None:
             return web.json_response(
                 {"error": {"code": 401, "status": "UNAUTHENTICATED"}}, status=401
             )
         body = await request.json()
+        if verb == "generateIdToken":
+            return web.json_response(
+                {"token": self.id_token(body["audience"], email=target)}
+            )
         issued = self._issue(target, tuple(body.get("scope", ())))
         expire_time = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
             seconds=self.token_lifetime
