@@ -119,6 +119,8 @@ async def test_help_describes_every_command_and_the_exit_codes() -> None:
     assert code == 0
     for word in (b"demo", b"request", b"print-access-token", b"4 network"):
         assert word in out
+    for word in (b"print-identity-token",):
+        assert word in out
     code, out, _ = await _cli("request", "--help")
     assert code == 0
     for flag in (b"-X", b"-H", b"-d", b"--scopes", b"-i", b"-f", b"-s", b"-o"):
@@ -148,6 +150,25 @@ async def test_print_access_token_prints_the_token_alone(
     token = out.decode()
     assert token.endswith("\n") and token.count("\n") == 1
     assert token.strip() in google.issued_tokens
+
+
+async def test_print_identity_token_prints_an_id_token_for_the_audience(
+    google: GoogleEmulator, adc: dict[str, str]
+) -> None:
+    from google_auth_aiohttp import Request, id_token
+
+    code, out, err = await _cli(
+        "print-identity-token", "--audience", "https://svc.test", env=adc
+    )
+    assert code == 0, err
+    token = out.decode().strip()
+    async with Request() as request:
+        claims = await id_token.verify_token(
+            token, request, audience="https://svc.test", certs_url=google.certs_url
+        )
+    assert claims["aud"] == "https://svc.test"
+    code, out, err = await _cli("print-identity-token", env=adc)
+    assert code == 2  # --audience is required
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,10 @@
 """The command line: ``google-auth-aiohttp`` (or ``python -m google_auth_aiohttp``).
 
-``request`` is an authorized curl, ``print-access-token`` prints a token as
-``gcloud auth print-access-token`` does, ``demo`` runs against an embedded
-emulator. Every failure is one line on standard error (``--debug`` adds the
-traceback), and exit codes tell failures apart:
+``request`` is an authorized curl, ``print-access-token`` and
+``print-identity-token`` print a token as ``gcloud auth print-access-token``
+and ``print-identity-token`` do, ``demo`` runs against an embedded emulator.
+Every failure is one line on standard error (``--debug`` adds the traceback),
+and exit codes tell failures apart:
 
 * 0: success;
 * 1: the server answered with a status that is not 2xx;
@@ -63,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_demo(args.requests))
         if args.command == "print-access-token":
             return asyncio.run(_print_access_token(args))
+        if args.command == "print-identity-token":
+            return asyncio.run(_print_identity_token(args))
         return asyncio.run(_request(args))
     except CommandError as failure:
         if args.debug:
@@ -117,6 +120,18 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     _add_scopes(token)
+
+    identity = commands.add_parser(
+        "print-identity-token",
+        help="print an ID token for an audience, from the environment",
+        description=(
+            "Print a Google ID token for AUDIENCE (a Cloud Run URL, an IAP client "
+            "ID), from a service-account or impersonation file named by "
+            "GOOGLE_APPLICATION_CREDENTIALS or the metadata server, and nothing "
+            "else, on standard output."
+        ),
+    )
+    identity.add_argument("--audience", required=True, metavar="AUDIENCE")
 
     request = commands.add_parser(
         "request",
@@ -254,6 +269,27 @@ async def _print_access_token(args: argparse.Namespace) -> int:
 
     credentials = await _credentials(args.scopes)
     async with Request() as request:
+        await _refreshed(credentials, request)
+    print(credentials.token)
+    return OK
+
+
+async def _print_identity_token(args: argparse.Namespace) -> int:
+    from google.auth import exceptions
+
+    from google_auth_aiohttp import id_token
+    from google_auth_aiohttp._transport import Request
+
+    _check_credentials_file()
+    async with Request() as request:
+        try:
+            credentials = await id_token.fetch_id_token_credentials(
+                args.audience, request=request
+            )
+        except exceptions.DefaultCredentialsError as caught:
+            raise CommandError(
+                CREDENTIALS, _one_line(f"no ID token credentials: {_described(caught)}")
+            ) from caught
         await _refreshed(credentials, request)
     print(credentials.token)
     return OK
