@@ -53,6 +53,13 @@ _LINKS: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
             "RuntimeError": ("py:exception", "library/exceptions.html#RuntimeError"),
             "ImportError": ("py:exception", "library/exceptions.html#ImportError"),
             "ssl.SSLContext": ("py:class", "library/ssl.html#ssl.SSLContext"),
+            **{
+                f"collections.abc.{name}": (
+                    "py:class",
+                    "library/collections.abc.html#$",
+                )
+                for name in ("Awaitable", "Callable", "Collection", "Mapping")
+            },
         },
     ),
     "aiohttp": (
