@@ -62,6 +62,8 @@ def _dists(suffix: str = "") -> list[str]:
 def bench(session: nox.Session) -> None:
     """Benchmark against raw aiohttp and the peers; writes benchmarks/RESULTS.md."""
     _benchmark(session, "bench.py", "RESULTS.md", "--chart", "benchmarks/ratios.png")
+    # ID-token verifications, a section of the same report.
+    session.run("python", "benchmarks/verify.py", "--markdown", "benchmarks/RESULTS.md")
 
 
 @nox.session

@@ -135,7 +135,8 @@ class GoogleEmulator:
         self.project_id = project_id
         self.gce_service_account = f"vm-default@{project_id}.iam.gserviceaccount.com"
         self._port = port
-        self._id_keys: list[tuple[str, str]] = []  # (key id, private PEM)
+        # (key id, private PEM, public PEM), the current one last
+        self._id_keys: list[tuple[str, str, str]] = []
         self.certs_max_age = 3600
         self.certs_requests = 0
         self.token_delay = 0.0
@@ -358,8 +359,15 @@ class GoogleEmulator:
         """
         if retire_previous:
             self._id_keys.clear()
-        key_id = secrets.token_hex(20)
-        self._id_keys.append((key_id, _private_pem()))
+        from cryptography.hazmat.primitives import serialization
+
+        private_pem = _private_pem()
+        key = serialization.load_pem_private_key(private_pem.encode(), None)
+        public_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM,
+            serialization.PublicFormat.SubjectPublicKeyInfo,
+        )
+        self._id_keys.append((secrets.token_hex(20), private_pem, public_pem.decode()))
 
     def id_token(
         self,
@@ -389,7 +397,7 @@ class GoogleEmulator:
 
         if not self._id_keys:
             self.rotate_id_token_key()
-        current_id, private_pem = self._id_keys[-1]
+        current_id, private_pem, _ = self._id_keys[-1]
         signer = crypt.RSASigner.from_string(private_pem, key_id or current_id)
         subject = email or self.gce_service_account
         lifetime = self.token_lifetime if lifetime is None else lifetime
@@ -419,22 +427,9 @@ class GoogleEmulator:
         return self.id_token(audience, email=subject)
 
     async def _certs(self, request: web.Request) -> web.Response:
-        from cryptography.hazmat.primitives import serialization
-
         self.certs_requests += 1
-        published = {}
-        for key_id, private_pem in self._id_keys:
-            key = serialization.load_pem_private_key(private_pem.encode(), None)
-            published[key_id] = (
-                key.public_key()
-                .public_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PublicFormat.SubjectPublicKeyInfo,
-                )
-                .decode()
-            )
         return web.json_response(
-            published,
+            {key_id: public_pem for key_id, _, public_pem in self._id_keys},
             headers={"Cache-Control": f"public, max-age={self.certs_max_age}"},
         )
 
