@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from typing import Any
 
@@ -162,8 +163,11 @@ async def guarded(serve: Any, google: GoogleEmulator) -> tuple[str, list[Any]]:
 
 
 async def test_the_middleware_admits_only_google_signed_allowed_callers(
-    google: GoogleEmulator, guarded: tuple[str, list[Any]]
+    google: GoogleEmulator,
+    guarded: tuple[str, list[Any]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="google_auth_aiohttp")
     url, seen = guarded
     cases = [
         ({}, 401),
@@ -188,3 +192,8 @@ async def test_the_middleware_admits_only_google_signed_allowed_callers(
     [claims] = seen
     assert claims["email"] == "allowed@example.test"
     assert claims["aud"] == AUDIENCE
+    assert "Refused POST /push" in caplog.text  # refusals are logged...
+    for headers, _ in cases:  # ...without the tokens
+        token = headers.get("Authorization", "").partition(" ")[2]
+        assert not token or token not in caplog.text
+    assert good not in caplog.text
