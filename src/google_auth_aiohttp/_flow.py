@@ -31,7 +31,6 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from google.auth import transport as google_transport
-from google.auth.credentials import TokenState
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -41,7 +40,7 @@ from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._credentials_request import is_credentials_request
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._mtls import MtlsChannel, is_mtls_endpoint
-from google_auth_aiohttp._refresh import shared_refresh_for
+from google_auth_aiohttp._refresh import headers_after_refresh, shared_refresh_for
 from google_auth_aiohttp._retry import Retry, send_with_retries
 
 DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
@@ -249,26 +248,20 @@ class AuthFlow:
             self._last_session = session
         return self._last_transport
 
-    async def _credentials_headers(
+    def _credentials_headers(
         self, request: ClientRequest
-    ) -> tuple[dict[str, str], Any]:
+    ) -> Awaitable[tuple[dict[str, str], Any]]:
         """The headers the credentials add, after any refresh needed, and the token."""
-        adapter = self._adapter
-        transport = self._transport(request.session)
-        state = adapter.token_state()
-        headers: dict[str, str] = {}
-        if state is TokenState.STALE:
-            # Still valid: use it, and get the next one without anybody waiting.
-            self._shared_refresh.start(
-                adapter, request.session, self._auth_request, self._refresh_timeout
-            )
-            adapter.apply_stale(headers)
-            return headers, adapter.token
-        if state is TokenState.INVALID:
-            await self._refresh(request)
-        await adapter.apply(transport, request.method, str(request.url), headers)
-        adapter.remember(headers)
-        return headers, adapter.token
+        return headers_after_refresh(
+            self._adapter,
+            self._shared_refresh,
+            self._transport(request.session),
+            request.method,
+            str(request.url),
+            session=None if self._auth_request is not None else request.session,
+            auth_request=self._auth_request,
+            timeout=self._refresh_timeout,
+        )
 
     def _must_resend(self, request: ClientRequest, response: ClientResponse) -> bool:
         """Whether a refresh may turn ``response`` into a better one."""

@@ -40,6 +40,7 @@ from typing import Any
 
 import aiohttp
 from google.auth import exceptions
+from google.auth.credentials import TokenState
 
 from google_auth_aiohttp._credentials import CredentialsAdapter
 from google_auth_aiohttp._credentials_request import mark_task
@@ -77,7 +78,7 @@ class SharedRefresh:
     def start(
         self,
         adapter: CredentialsAdapter,
-        session: aiohttp.ClientSession,
+        session: aiohttp.ClientSession | None,
         auth_request: Any,
         timeout: float | None,
     ) -> None:
@@ -85,8 +86,8 @@ class SharedRefresh:
 
         Args:
             adapter (CredentialsAdapter): The credentials to refresh.
-            session (aiohttp.ClientSession): The session whose request noticed
-                the stale token; only its ``trust_env`` is used.
+            session (Optional[aiohttp.ClientSession]): The session whose
+                request noticed the stale token; only its ``trust_env`` is used.
             auth_request (Optional[Callable]): The transport to refresh with,
                 if the user gave one.
             timeout (Optional[float]): Seconds the refresh may take.
@@ -96,8 +97,9 @@ class SharedRefresh:
             return
         if time.monotonic() < self._retry_background_at:
             return
+        trust_env = session is not None and session.trust_env
         refresh = functools.partial(
-            _refresh_in_background, adapter, session.trust_env, auth_request
+            _refresh_in_background, adapter, trust_env, auth_request
         )
         self._begin(loop, refresh, adapter, timeout, None, background=True)
 
@@ -215,6 +217,50 @@ async def _refresh_in_background(
         return
     async with aiohttp.ClientSession(trust_env=trust_env) as own:
         await adapter.refresh(adapter.transport_for(own))
+
+
+async def headers_after_refresh(
+    adapter: CredentialsAdapter,
+    shared: SharedRefresh,
+    transport: Any,
+    method: str,
+    url: str,
+    *,
+    session: aiohttp.ClientSession | None,
+    auth_request: Any,
+    timeout: float | None,
+) -> tuple[dict[str, str], Any]:
+    """The headers the credentials add to a request, and the token they hold.
+
+    A stale token is used as it is while a background refresh starts; a
+    missing or expired one is refreshed first, once for all callers.
+
+    Args:
+        adapter (CredentialsAdapter): The credentials.
+        shared (SharedRefresh): Their shared refresh.
+        transport (Any): What ``before_request`` and a refresh send through.
+        method (str): The request's method.
+        url (str): The request's URL.
+        session (Optional[aiohttp.ClientSession]): The session ``transport``
+            sends through, if it is the caller's.
+        auth_request (Any): The transport the user gave for refreshes, if any.
+        timeout (Optional[float]): Seconds a refresh may take.
+
+    Returns:
+        Tuple[Dict[str, str], Any]: The headers, and the token.
+    """
+    state = adapter.token_state()
+    headers: dict[str, str] = {}
+    if state is TokenState.STALE:
+        # Still valid: use it, and get the next one without anybody waiting.
+        shared.start(adapter, session, auth_request, timeout)
+        adapter.apply_stale(headers)
+        return headers, adapter.token
+    if state is TokenState.INVALID:
+        await shared.run(adapter, transport, session, timeout)
+    await adapter.apply(transport, method, url, headers)
+    adapter.remember(headers)
+    return headers, adapter.token
 
 
 def _lost_its_session(run: _Run, session: aiohttp.ClientSession | None) -> bool:
