@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from google_auth_aiohttp._version import __version__
 
 if TYPE_CHECKING:
+    from google_auth_aiohttp._aio_credentials import AioCredentials
     from google_auth_aiohttp._default import default
     from google_auth_aiohttp._flow import (
         DEFAULT_MAX_REFRESH_ATTEMPTS,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_REFRESH_ATTEMPTS",
     "DEFAULT_REFRESH_STATUS_CODES",
+    "AioCredentials",
     "AuthMiddleware",
     "AuthorizedSession",
     "Request",
@@ -46,6 +48,7 @@ __all__ = [
 # Loaded on first use, so that importing the package (as pytest does for its
 # plugin, wherever the package is installed) costs nothing until it is used.
 _HOMES = {
+    "AioCredentials": "_aio_credentials",
     "DEFAULT_MAX_REFRESH_ATTEMPTS": "_flow",
     "DEFAULT_REFRESH_STATUS_CODES": "_flow",
     "AuthMiddleware": "_middleware",

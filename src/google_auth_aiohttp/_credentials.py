@@ -40,7 +40,7 @@ from google_auth_aiohttp._private import (
     utcnow,
 )
 from google_auth_aiohttp._sync_transport import LoopRequest, in_worker_thread
-from google_auth_aiohttp._transport import Request
+from google_auth_aiohttp._transport import AioTransport, Request
 
 # google-auth's before_request implementations whose headers depend on the
 # credentials' token and settings only, never on the request.
@@ -268,7 +268,7 @@ class SyncAdapter(CredentialsAdapter):
     __slots__ = ()
 
     def _sync_request(self, request: Any) -> Any:
-        if isinstance(request, LoopRequest) or not isinstance(request, Request):
+        if not isinstance(request, (Request, AioTransport)):
             return request  # a sync transport given by the caller
         # One per refresh: aborting it stops that refresh's thread only.
         return LoopRequest(request, asyncio.get_running_loop())

@@ -29,7 +29,7 @@ from google.auth import exceptions
 from google.auth import transport as google_transport
 
 from google_auth_aiohttp._logging import safe_url
-from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT, Request
+from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT, AioTransport, Request
 
 # Beyond the request's own timeout, how long a worker thread waits for the
 # event loop to answer before deciding it has gone away.
@@ -117,14 +117,16 @@ class LoopRequest(google_transport.Request):
     """A sync transport for worker threads that sends through the event loop.
 
     Args:
-        request (google_auth_aiohttp.Request): The async transport to use.
+        request (Union[Request, AioTransport]): The async transport to use.
         loop (asyncio.AbstractEventLoop): The loop ``request``'s session runs on.
 
     """
 
     __slots__ = ("_aborted", "_loop", "_request")
 
-    def __init__(self, request: Request, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, request: Request | AioTransport, loop: asyncio.AbstractEventLoop
+    ) -> None:
         self._request = request
         self._loop = loop
         self._aborted = threading.Event()

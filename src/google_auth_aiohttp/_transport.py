@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from google.auth import exceptions
 from google.auth import transport as google_transport
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from google_auth_aiohttp._checks import seconds
 from google_auth_aiohttp._credentials_request import credentials_request
@@ -258,3 +258,82 @@ def _transport_error(
     return exceptions.TransportError(
         f"{method} {safe_url(url)} failed while {doing}: {cause}"
     )
+
+
+class AioTransport:
+    """google-auth's classic async transport interface over a ``google.auth.aio`` one.
+
+    Credentials refresh through a transport called as :class:`Request` is; a
+    ``google.auth.aio.transport.Request`` (such as google-auth's aiohttp one)
+    is called another way and answers another kind of response. This makes
+    one look like the other, the body read at once.
+
+    Args:
+        request (google.auth.aio.transport.Request): The transport to send with.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self.aio_request = request
+
+    async def __call__(
+        self,
+        url: str,
+        method: str = "GET",
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = _DEFAULT_TIMEOUT,
+        **kwargs: Any,
+    ) -> ReadResponse:
+        """Send the request through the ``google.auth.aio`` transport.
+
+        Returns:
+            ReadResponse: The response, its body read.
+
+        Raises:
+            google.auth.exceptions.TransportError: If it failed.
+        """
+        response = await self.aio_request(
+            url, method, body, headers, timeout or _DEFAULT_TIMEOUT, **kwargs
+        )
+        try:
+            data = await response.read()
+        finally:
+            await response.close()
+        # Case-insensitive, as credentials read them (google's aio aiohttp
+        # response gives a plain dict).
+        headers = CIMultiDictProxy(CIMultiDict(response.headers))
+        return ReadResponse(response.status_code, headers, data)
+
+
+class ReadResponse(google_transport.Response):
+    """A response whose body was read in full, in the form credentials read."""
+
+    __slots__ = ("_data", "_headers", "_status")
+
+    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
+        self._status = status
+        self._headers = headers
+        self._data = data
+
+    @property
+    def status(self) -> int:
+        """int: The HTTP status code."""
+        return self._status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Mapping[str, str]: The response headers."""
+        return self._headers
+
+    @property
+    def data(self) -> bytes:
+        """bytes: The body."""
+        return self._data
+
+    async def content(self) -> bytes:
+        """Return the body (already read)."""
+        return self._data
+
+    async def raw_content(self) -> bytes:
+        """Return the body (already read)."""
+        return self._data

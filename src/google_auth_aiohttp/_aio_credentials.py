@@ -1,0 +1,134 @@
+""":class:`AioCredentials`: any google-auth credentials as ``google.auth.aio`` ones.
+
+google-auth's newer async API (``google.auth.aio``), its
+``AsyncAuthorizedSession`` and the async REST transports of google-api-core
+take only ``google.auth.aio.credentials.Credentials``, of which google-auth
+ships static and anonymous ones. This wraps any credentials the rest of the
+package drives: the same adapters, the same refresh shared with every session
+that uses them, and all HTTP through aiohttp (the ``google.auth.aio`` transport
+passed in), never ``requests``.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import MutableMapping
+from typing import Any
+
+from google.auth.aio import credentials as aio_credentials
+
+from google_auth_aiohttp._credentials import AioAdapter, adapt_credentials
+from google_auth_aiohttp._refresh import headers_after_refresh, shared_refresh_for
+from google_auth_aiohttp._transport import AioTransport
+
+
+class AioCredentials(aio_credentials.Credentials):
+    """Any google-auth credentials, as ``google.auth.aio.credentials.Credentials``.
+
+    For google-auth's ``AsyncAuthorizedSession`` and google-api-core's async
+    REST transports::
+
+        from google.auth.aio.transport.sessions import AsyncAuthorizedSession
+        from google_auth_aiohttp import AioCredentials
+
+        session = AsyncAuthorizedSession(AioCredentials(credentials))
+        try:
+            response = await session.get(url)
+        finally:
+            await session.close()
+
+    ``before_request`` refreshes when needed, one refresh for every caller
+    (these sessions' and ours), in the background while the token is only
+    stale; sync credentials refresh in a worker thread whose HTTP is sent on
+    the event loop through the transport passed in.
+
+    Args:
+        credentials (Any): google-auth credentials of any family, or anything
+            with their ``before_request``.
+
+    Raises:
+        TypeError: If ``credentials`` have no ``before_request``.
+    """
+
+    def __init__(self, credentials: Any) -> None:
+        # google.auth.aio's base class keeps a token of its own; these read
+        # the wrapped credentials' instead, so it is not called.
+        self._adapter = adapt_credentials(credentials)
+        self._shared_refresh = shared_refresh_for(credentials)
+
+    @property
+    def credentials(self) -> Any:
+        """The wrapped credentials."""
+        return self._adapter.credentials
+
+    @property
+    def token(self) -> Any:
+        """The wrapped credentials' token."""
+        return self._adapter.token
+
+    @token.setter
+    def token(self, token: Any) -> None:
+        self._adapter.credentials.token = token
+
+    @property
+    def expiry(self) -> datetime.datetime | None:
+        """The wrapped credentials' expiry (naive UTC), if they have one."""
+        return getattr(self._adapter.credentials, "expiry", None)
+
+    @property
+    def valid(self) -> bool:
+        """Whether the wrapped credentials' token can be used now."""
+        return bool(getattr(self._adapter.credentials, "valid", self.token is not None))
+
+    @property
+    def quota_project_id(self) -> str | None:
+        """The wrapped credentials' quota project, if any."""
+        return getattr(self._adapter.credentials, "quota_project_id", None)
+
+    def _transport(self, request: Any) -> Any:
+        if isinstance(self._adapter, AioAdapter):
+            return request  # google.auth.aio credentials take it as it is
+        return AioTransport(request)
+
+    async def before_request(
+        self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
+    ) -> None:
+        """Refresh if needed, then add the credentials' headers to ``headers``.
+
+        Args:
+            request (google.auth.aio.transport.Request): What refreshes send
+                through.
+            method (str): The request's method.
+            url (str): The request's URL.
+            headers (MutableMapping[str, str]): The headers to add to.
+        """
+        transport = self._transport(request)
+        added, _ = await headers_after_refresh(
+            self._adapter,
+            self._shared_refresh,
+            transport,
+            method,
+            url,
+            session=None,
+            auth_request=transport,
+            timeout=None,
+        )
+        headers.update(added)
+
+    async def refresh(self, request: Any) -> None:
+        """Refresh now, or join the refresh already under way.
+
+        Args:
+            request (google.auth.aio.transport.Request): What it sends through.
+        """
+        await self._shared_refresh.run(
+            self._adapter, self._transport(request), None, None
+        )
+
+    async def apply(
+        self, headers: MutableMapping[str, str], token: str | None = None
+    ) -> None:
+        """Add the token (or ``token``) and the quota project to ``headers``."""
+        headers["authorization"] = f"Bearer {token or self.token}"
+        if self.quota_project_id:
+            headers["x-goog-user-project"] = self.quota_project_id

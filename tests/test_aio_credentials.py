@@ -1,0 +1,128 @@
+"""AioCredentials: any google-auth credentials in google-auth's own aio session."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from google.auth.aio.transport.sessions import AsyncAuthorizedSession
+from google.oauth2 import _service_account_async, service_account
+from google.oauth2 import credentials as user_credentials
+
+from google_auth_aiohttp import AioCredentials
+from google_auth_aiohttp.testing import GoogleEmulator
+
+from .conftest import SCOPE, expire
+
+
+@contextlib.asynccontextmanager
+async def aio_session(credentials: Any) -> AsyncIterator[AsyncAuthorizedSession]:
+    session = AsyncAuthorizedSession(credentials)
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+async def _echo(session: Any, url: str) -> dict[str, Any]:
+    response = await session.get(url)
+    assert response.status_code == 200, await response.read()
+    data: dict[str, Any] = json.loads(await response.read())
+    await response.close()
+    return data
+
+
+@pytest.fixture(params=["sync", "async"])
+def service_account_credentials(request: Any, google: GoogleEmulator) -> Any:
+    family: Any = {
+        "sync": service_account.Credentials,
+        "async": _service_account_async.Credentials,
+    }[request.param]
+    return family.from_service_account_info(
+        google.service_account_info(), scopes=[SCOPE]
+    ).with_quota_project("billing-9")
+
+
+async def test_a_service_account_in_google_auths_aio_session(
+    google: GoogleEmulator, service_account_credentials: Any
+) -> None:
+    wrapped = AioCredentials(service_account_credentials)
+    assert wrapped.credentials is service_account_credentials
+    assert wrapped.token is None and not wrapped.valid
+    async with aio_session(wrapped) as session:
+        echo = await _echo(session, google.api_url("a"))
+        assert echo["subject"] == service_account_credentials.service_account_email
+        assert echo["headers"]["x-goog-user-project"] == "billing-9"
+        assert wrapped.valid and wrapped.token == service_account_credentials.token
+        assert wrapped.expiry == service_account_credentials.expiry
+        assert wrapped.quota_project_id == "billing-9"
+        issued = google.token_requests
+        expire(service_account_credentials)
+        results = await asyncio.gather(
+            *(_echo(session, google.api_url(f"e{i}")) for i in range(50))
+        )
+        assert len(results) == 50
+        assert google.token_requests == issued + 1  # 50 callers, one refresh
+        google.revoke_all()
+        assert (await _echo(session, google.api_url("r")))["path"] == "/api/r"
+        assert google.token_requests == issued + 2
+
+
+async def test_user_credentials_in_google_auths_aio_session(
+    google: GoogleEmulator,
+) -> None:
+    info = google.authorized_user_info()
+    credentials = user_credentials.Credentials(
+        token=None,
+        refresh_token=info["refresh_token"],
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        token_uri=google.token_uri,
+    )
+    async with aio_session(AioCredentials(credentials)) as session:
+        assert (await _echo(session, google.api_url("u")))["path"] == "/api/u"
+    assert google.token_requests == 1
+
+
+async def test_compute_engine_credentials_in_google_auths_aio_session(
+    gce: GoogleEmulator,
+) -> None:
+    from google.auth import compute_engine
+
+    wrapped = AioCredentials(compute_engine.Credentials())
+    async with aio_session(wrapped) as session:
+        echo = await _echo(session, gce.api_url("g"))
+    assert echo["subject"] == gce.gce_service_account
+    assert gce.token_requests == 1
+
+
+async def test_refresh_forces_one_and_apply_adds_the_headers(
+    google: GoogleEmulator, service_account_credentials: Any
+) -> None:
+    from google.auth.aio.transport.aiohttp import Request as AioRequest
+
+    wrapped = AioCredentials(service_account_credentials)
+    request = AioRequest()
+    try:
+        await wrapped.refresh(request)
+        first = wrapped.token
+        await wrapped.refresh(request)
+        assert wrapped.token != first
+    finally:
+        await request.close()
+    headers: dict[str, str] = {}
+    await wrapped.apply(headers)
+    assert headers == {
+        "authorization": f"Bearer {wrapped.token}",
+        "x-goog-user-project": "billing-9",
+    }
+    assert google.token_requests == 2
+
+
+def test_anything_without_the_protocol_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="before_request"):
+        AioCredentials("token")
