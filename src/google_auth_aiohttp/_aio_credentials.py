@@ -101,7 +101,16 @@ class AioCredentials(aio_credentials.Credentials):
             method (str): The request's method.
             url (str): The request's URL.
             headers (MutableMapping[str, str]): The headers to add to.
+
+        Raises:
+            TypeError: If ``headers`` is None.
         """
+        if headers is None:
+            raise TypeError(
+                "before_request() was given no headers mapping to add to. "
+                "google-auth's AsyncAuthorizedSession passes none before 2.49 "
+                "when the call has no headers: pass headers={}, or upgrade."
+            )
         transport = self._transport(request)
         added, _ = await headers_after_refresh(
             self._adapter,
