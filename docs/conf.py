@@ -53,12 +53,19 @@ _LINKS: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
             "RuntimeError": ("py:exception", "library/exceptions.html#RuntimeError"),
             "ImportError": ("py:exception", "library/exceptions.html#ImportError"),
             "ssl.SSLContext": ("py:class", "library/ssl.html#ssl.SSLContext"),
+            "datetime.datetime": ("py:class", "library/datetime.html#$"),
             **{
                 f"collections.abc.{name}": (
                     "py:class",
                     "library/collections.abc.html#$",
                 )
-                for name in ("Awaitable", "Callable", "Collection", "Mapping")
+                for name in (
+                    "Awaitable",
+                    "Callable",
+                    "Collection",
+                    "Mapping",
+                    "MutableMapping",
+                )
             },
         },
     ),
@@ -114,6 +121,10 @@ _LINKS: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
                 )
             },
             "google.auth.default": ("py:function", "reference/google.auth.html#$"),
+            "google.auth.aio.transport.Request": (
+                "py:class",
+                "reference/google.auth.aio.transport.html#$",
+            ),
             "google.auth.credentials.Credentials": (
                 "py:class",
                 "reference/google.auth.credentials.html#$",
