@@ -17,7 +17,7 @@ from google.oauth2 import credentials as user_credentials
 from google_auth_aiohttp import AioCredentials
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, expire
+from .conftest import SCOPE, expire, make_stale
 
 
 @contextlib.asynccontextmanager
@@ -180,3 +180,24 @@ async def test_google_api_cores_async_rest_transport(
         await transport._session.close()
     assert seen == [credentials.token, credentials.token]  # issued, and reused
     assert google.token_requests == 1
+
+
+async def test_a_stale_token_is_refreshed_in_the_background(
+    google: GoogleEmulator, service_account_credentials: Any
+) -> None:
+    wrapped = AioCredentials(service_account_credentials)
+    loop = asyncio.get_running_loop()
+    async with aio_session(wrapped) as session:
+        await _echo(session, google.api_url("warm"))
+        old = wrapped.token
+        make_stale(service_account_credentials)
+        google.token_delay = 0.5
+        started = loop.time()
+        await asyncio.gather(
+            *(_echo(session, google.api_url(f"s{i}")) for i in range(10))
+        )
+        assert loop.time() - started < 0.4  # nobody waited for the token request
+        assert wrapped.token == old
+        await asyncio.sleep(0.8)
+        assert wrapped.token != old and wrapped.valid
+    assert google.token_requests == 2
