@@ -29,7 +29,12 @@ from google.auth import exceptions
 from google.auth import transport as google_transport
 
 from google_auth_aiohttp._logging import safe_url
-from google_auth_aiohttp._transport import _DEFAULT_TIMEOUT, AioTransport, Request
+from google_auth_aiohttp._transport import (
+    _DEFAULT_TIMEOUT,
+    AioTransport,
+    ReadResponse,
+    Request,
+)
 
 # Beyond the request's own timeout, how long a worker thread waits for the
 # event loop to answer before deciding it has gone away.
@@ -84,35 +89,6 @@ async def in_worker_thread(
         raise
 
 
-class LoopResponse(google_transport.Response):
-    """A response read in full, in the form sync credentials expect."""
-
-    __slots__ = ("_data", "_headers", "_status")
-
-    def __init__(self, status: int, headers: Mapping[str, str], data: bytes) -> None:
-        self._status = status
-        self._headers = headers
-        self._data = data
-
-    @property
-    def status(self) -> int:
-        """int: The HTTP status code."""
-        return self._status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """Mapping[str, str]: The response headers, case-insensitive."""
-        return self._headers
-
-    @property
-    def data(self) -> bytes:
-        """bytes: The body, decoded by its ``Content-Encoding``."""
-        return self._data
-
-    def __repr__(self) -> str:
-        return f"<LoopResponse [{self._status}]>"
-
-
 class LoopRequest(google_transport.Request):
     """A sync transport for worker threads that sends through the event loop.
 
@@ -147,7 +123,7 @@ class LoopRequest(google_transport.Request):
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         **kwargs: Any,
-    ) -> LoopResponse:
+    ) -> ReadResponse:
         """Make an HTTP request from a worker thread, and wait for its response.
 
         Args:
@@ -159,7 +135,7 @@ class LoopRequest(google_transport.Request):
             kwargs: Passed to :class:`google_auth_aiohttp.Request`.
 
         Returns:
-            LoopResponse: The response, body read.
+            ReadResponse: The response, body read.
 
         Raises:
             google.auth.exceptions.TransportError: If the request failed, or the
@@ -222,9 +198,9 @@ class LoopRequest(google_transport.Request):
         headers: Mapping[str, str] | None,
         timeout: float,
         **kwargs: Any,
-    ) -> LoopResponse:
+    ) -> ReadResponse:
         response = await self._request(
             url, method=method, body=body, headers=headers, timeout=timeout, **kwargs
         )
         data = await response.content()
-        return LoopResponse(response.status, response.headers, data)
+        return ReadResponse(response.status, response.headers, data)
