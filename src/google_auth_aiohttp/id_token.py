@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 import json
 import os
 import re
@@ -56,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from google.auth import _helpers, exceptions, impersonated_credentials, jwt
+from google.auth import exceptions, impersonated_credentials, jwt
 
 from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._logging import LOGGER, safe_url
@@ -192,6 +193,9 @@ class _ImpersonatedIDTokenCredentials(impersonated_credentials.IDTokenCredential
         super().__init__(  # type: ignore[no-untyped-call]
             target, target_audience=audience, include_email=True
         )
+        # Ours, not google-auth's private attributes of the same meaning.
+        self._id_target = target
+        self._id_audience = audience
         self._id_token_endpoint = endpoint
 
     @classmethod
@@ -213,13 +217,13 @@ class _ImpersonatedIDTokenCredentials(impersonated_credentials.IDTokenCredential
 
     def refresh(self, request: Any) -> None:
         """Get a new ID token from IAM, authorized by the source credentials."""
-        source, delegates = impersonation_source(self._target_credentials)
+        source, delegates = impersonation_source(self._id_target)
         headers = {"Content-Type": "application/json"}
         source.before_request(request, "POST", self._id_token_endpoint, headers)
         body = {
-            "audience": self._target_audience,
+            "audience": self._id_audience,
             "delegates": delegates,
-            "includeEmail": self._include_email,
+            "includeEmail": True,
         }
         response = request(
             url=self._id_token_endpoint,
@@ -237,7 +241,11 @@ class _ImpersonatedIDTokenCredentials(impersonated_credentials.IDTokenCredential
         except (KeyError, ValueError) as caught:
             raise exceptions.RefreshError("IAM's answer holds no ID token.") from caught
         self.token = token
-        self.expiry = _helpers.utcfromtimestamp(jwt.decode(token, verify=False)["exp"])
+        expires = jwt.decode(token, verify=False)["exp"]
+        # Naive UTC, as google-auth keeps expiries.
+        self.expiry = datetime.datetime.fromtimestamp(expires, datetime.UTC).replace(
+            tzinfo=None
+        )
 
 
 async def verify_token(
