@@ -136,7 +136,7 @@ class GoogleEmulator:
         self.gce_service_account = f"vm-default@{project_id}.iam.gserviceaccount.com"
         self._port = port
         # (key id, private PEM, public PEM), the current one last
-        self._id_keys: list[tuple[str, str, str]] = []
+        self._id_keys: list[tuple[str, Any, str]] = []
         self.certs_max_age = 3600
         self.certs_requests = 0
         self.token_delay = 0.0
@@ -357,17 +357,21 @@ class GoogleEmulator:
             retire_previous (bool): Also stop publishing the keys used so far:
                 tokens they signed no longer verify.
         """
+        from cryptography.hazmat.primitives import serialization
+        from google.auth import crypt
+
         if retire_previous:
             self._id_keys.clear()
-        from cryptography.hazmat.primitives import serialization
-
         private_pem = _private_pem()
         key = serialization.load_pem_private_key(private_pem.encode(), None)
         public_pem = key.public_key().public_bytes(
             serialization.Encoding.PEM,
             serialization.PublicFormat.SubjectPublicKeyInfo,
         )
-        self._id_keys.append((secrets.token_hex(20), private_pem, public_pem.decode()))
+        key_id = secrets.token_hex(20)
+        # Loaded once: loading an RSA key takes tens of milliseconds of the loop.
+        signer = crypt.RSASigner.from_string(private_pem, key_id)
+        self._id_keys.append((key_id, (signer, private_pem), public_pem.decode()))
 
     def id_token(
         self,
@@ -397,8 +401,9 @@ class GoogleEmulator:
 
         if not self._id_keys:
             self.rotate_id_token_key()
-        current_id, private_pem, _ = self._id_keys[-1]
-        signer = crypt.RSASigner.from_string(private_pem, key_id or current_id)
+        current_id, (signer, private_pem), _ = self._id_keys[-1]
+        if key_id is not None and key_id != current_id:  # a key id to test with
+            signer = crypt.RSASigner.from_string(private_pem, key_id)
         subject = email or self.gce_service_account
         lifetime = self.token_lifetime if lifetime is None else lifetime
         now = int(time.time())
