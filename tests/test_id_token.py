@@ -197,3 +197,52 @@ async def test_the_middleware_admits_only_google_signed_allowed_callers(
         token = headers.get("Authorization", "").partition(" ")[2]
         assert not token or token not in caplog.text
     assert good not in caplog.text
+
+
+async def _start(app: web.Application, runners: list[web.AppRunner]) -> str:
+    # handler_cancellation: a handler whose client went away is cancelled.
+    runner = web.AppRunner(app, handler_cancellation=True)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    runners.append(runner)
+    return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def test_a_caller_who_leaves_does_not_fail_the_others_certificate_fetch(
+    google: GoogleEmulator,
+) -> None:
+    async def slow_certs(request: web.Request) -> web.Response:
+        await asyncio.sleep(0.5)
+        async with ClientSession() as session, session.get(google.certs_url) as r:
+            keys = await r.json()
+        return web.json_response(keys, headers={"Cache-Control": "max-age=60"})
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    runners: list[web.AppRunner] = []
+    try:
+        certs = web.Application()
+        certs.router.add_get("/certs", slow_certs)
+        certs_url = await _start(certs, runners) + "/certs"
+        guarded = web.Application(
+            middlewares=[id_token.middleware(AUDIENCE, certs_url=certs_url)]
+        )
+        guarded.router.add_get("/", handler)
+        url = await _start(guarded, runners)
+        headers = {"Authorization": f"Bearer {google.id_token(AUDIENCE)}"}
+        async with ClientSession() as session:
+
+            async def call() -> int:
+                async with session.get(url, headers=headers) as response:
+                    return response.status
+
+            leaver = asyncio.create_task(call())
+            await asyncio.sleep(0.1)  # its handler started the certificate fetch
+            others = [asyncio.create_task(call()) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            leaver.cancel()  # it goes away; its handler is cancelled
+            assert await asyncio.gather(*others) == [200, 200, 200]
+    finally:
+        for runner in runners:
+            await runner.cleanup()

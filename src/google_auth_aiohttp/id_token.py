@@ -63,7 +63,7 @@ from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._private import impersonation_source
 from google_auth_aiohttp._sync_transport import LoopRequest, in_worker_thread
-from google_auth_aiohttp._transport import Request
+from google_auth_aiohttp._transport import ReadResponse, Request
 
 __all__ = [
     "CLAIMS",
@@ -373,14 +373,13 @@ def middleware(
         if scheme.lower() != "bearer" or not token:
             return _challenge("invalid_request", "A Google ID token is required.")
         try:
-            async with Request() as transport:  # opens a session only to fetch
-                claims = await verify_token(
-                    token,
-                    transport,
-                    audience=audience,
-                    certs_url=certs_url,
-                    clock_skew_in_seconds=clock_skew_in_seconds,
-                )
+            claims = await verify_token(
+                token,
+                _fetch_alone,
+                audience=audience,
+                certs_url=certs_url,
+                clock_skew_in_seconds=clock_skew_in_seconds,
+            )
         except (ValueError, exceptions.GoogleAuthError) as caught:
             LOGGER.debug("Refused %s %s: %s", request.method, request.path, caught)
             return _challenge("invalid_token", str(caught))
@@ -402,6 +401,17 @@ def middleware(
         return await handler(request)
 
     return google_id_token_middleware
+
+
+async def _fetch_alone(url: str, method: str = "GET", **kwargs: Any) -> ReadResponse:
+    """The middleware's transport: a session of its own for each fetch.
+
+    A certificate fetch is shared by every request that needs it; tied to the
+    first one's session, it would fail the others when that client goes away.
+    """
+    async with Request() as request:
+        response = await request(url, method=method, **kwargs)
+        return ReadResponse(response.status, response.headers, await response.content())
 
 
 def _challenge(error: str, description: str) -> web.Response:
