@@ -17,8 +17,8 @@ from typing import Any
 
 from google.auth.aio import credentials as aio_credentials
 
-from google_auth_aiohttp._credentials import AioAdapter, adapt_credentials
-from google_auth_aiohttp._refresh import headers_after_refresh, shared_refresh_for
+from google_auth_aiohttp._credentials import AioAdapter
+from google_auth_aiohttp._refresh import Route, refresher_for
 from google_auth_aiohttp._transport import AioTransport
 
 
@@ -53,8 +53,8 @@ class AioCredentials(aio_credentials.Credentials):
     def __init__(self, credentials: Any) -> None:
         # google.auth.aio's base class keeps a token of its own; these read
         # the wrapped credentials' instead, so it is not called.
-        self._adapter = adapt_credentials(credentials)
-        self._shared_refresh = shared_refresh_for(credentials)
+        self._refresher = refresher_for(credentials)
+        self._adapter = self._refresher.adapter
 
     @property
     def credentials(self) -> Any:
@@ -85,10 +85,10 @@ class AioCredentials(aio_credentials.Credentials):
         """The wrapped credentials' quota project, if any."""
         return getattr(self._adapter.credentials, "quota_project_id", None)
 
-    def _transport(self, request: Any) -> Any:
+    def _route(self, request: Any) -> Route:
         if isinstance(self._adapter, AioAdapter):
-            return request  # google.auth.aio credentials take it as it is
-        return AioTransport(request)
+            return Route(request)  # google.auth.aio credentials take it as it is
+        return Route(AioTransport(request))
 
     async def before_request(
         self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
@@ -111,16 +111,8 @@ class AioCredentials(aio_credentials.Credentials):
                 "google-auth's AsyncAuthorizedSession passes none before 2.49 "
                 "when the call has no headers: pass headers={}, or upgrade."
             )
-        transport = self._transport(request)
-        added, _ = await headers_after_refresh(
-            self._adapter,
-            self._shared_refresh,
-            transport,
-            method,
-            url,
-            session=None,
-            auth_request=transport,
-            timeout=None,
+        added, _ = await self._refresher.headers(
+            self._route(request), method, url, wait_until=None
         )
         headers.update(added)
 
@@ -130,9 +122,7 @@ class AioCredentials(aio_credentials.Credentials):
         Args:
             request (google.auth.aio.transport.Request): What it sends through.
         """
-        await self._shared_refresh.run(
-            self._adapter, self._transport(request), None, None
-        )
+        await self._refresher.refresh(self._route(request))
 
     async def apply(
         self, headers: MutableMapping[str, str], token: str | None = None

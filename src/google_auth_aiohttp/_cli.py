@@ -299,10 +299,10 @@ async def _refreshed(credentials: Any, request: Any) -> None:
     """Refresh ``credentials`` as the library does, failures as exit codes."""
     from google.auth import exceptions
 
-    from google_auth_aiohttp._credentials import adapt_credentials
+    from google_auth_aiohttp._refresh import Route, refresher_for
 
     try:
-        await adapt_credentials(credentials).refresh(request)
+        await refresher_for(credentials).refresh(Route(request))
     except exceptions.RefreshError as caught:
         raise CommandError(
             CREDENTIALS, _one_line(f"the credentials were refused: {caught}")

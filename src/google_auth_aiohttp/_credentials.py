@@ -17,12 +17,10 @@ driven as google-auth's own transport would drive them.
 
 from __future__ import annotations
 
-import asyncio
+import datetime
 import functools
 import inspect
-import math
 import sys
-import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -34,13 +32,11 @@ from google.auth.credentials import TokenState
 
 from google_auth_aiohttp._private import (
     LEGACY_ASYNC_CREDENTIALS,
-    REFRESH_THRESHOLD,
     is_regional_access_boundary_lookup_enabled,
     usage_metric_header,
-    utcnow,
 )
-from google_auth_aiohttp._sync_transport import LoopRequest, in_worker_thread
-from google_auth_aiohttp._transport import AioTransport, Request
+from google_auth_aiohttp._sync_transport import call_blocking
+from google_auth_aiohttp._transport import Request
 
 # google-auth's before_request implementations whose headers depend on the
 # credentials' token and settings only, never on the request.
@@ -56,9 +52,6 @@ _TOKEN_ONLY_HEADERS = frozenset(
     )
 )
 
-# Bound once: the freshness check runs on every request.
-_monotonic = time.monotonic
-
 # Credentials whose refresh() can never yield a new token: a rejected request
 # is returned as it is rather than failing with "cannot be refreshed".
 _NEVER_REFRESH = (
@@ -72,71 +65,39 @@ _NEVER_REFRESH = (
 class CredentialsAdapter:
     """The auth flow's view of one credentials object.
 
-    Subclasses adapt one family. The flow asks three things: the token's state
-    (:meth:`token_state`: fresh, stale but usable while a refresh runs in the
-    background, or unusable), to refresh (:meth:`refresh`, which the flow makes
-    sure runs once for all waiters), and to put the credentials' headers on a
-    request (:meth:`apply`, or :meth:`apply_stale` for a stale token).
-
-    It also keeps the headers the credentials last produced, and until when
-    the token stays fresh, so that the flow can reuse them without calling
-    into google-auth (:meth:`fresh_headers`, :meth:`remember`): that is the
-    per-request path, in the steady state.
+    Subclasses adapt one family. What a token's state is, when to refresh and
+    how a refresh is shared are decided by
+    :class:`~google_auth_aiohttp._refresh.Refresher`; an adapter only says what
+    the credentials hold (:attr:`token`, :attr:`expiry`), refreshes them once
+    (:meth:`refresh`), and puts their headers on a request, either google-auth's
+    way (:meth:`before_request`, which may refresh) or with the token they hold
+    (:meth:`apply_token`).
 
     Args:
         credentials (Any): The google-auth credentials to adapt.
 
     """
 
-    __slots__ = (
-        "_cacheable",
-        "_fresh",
-        "_fresh_expiry",
-        "_fresh_until",
-        "can_refresh",
-        "credentials",
-    )
+    __slots__ = ("can_refresh", "credentials", "token_only")
 
     def __init__(self, credentials: Any) -> None:
         self.credentials = credentials
-        #: Whether refreshing can produce a new token. When it cannot, a
-        #: rejected request's response is returned to the caller as it is.
-        self.can_refresh = not isinstance(credentials, _NEVER_REFRESH)
-        # Only google-auth's own before_request implementations are known to
-        # add the same headers whatever the request; an override (per-audience
-        # JWTs, gcloud's access token, a user's class) is called every time.
-        self._cacheable = (
+        #: Whether refreshing can produce a new token: a refresh() to call, and
+        #: not a kind that never gets one. When it cannot, a rejected
+        #: request's response is returned to the caller as it is.
+        self.can_refresh = callable(
+            getattr(credentials, "refresh", None)
+        ) and not isinstance(credentials, _NEVER_REFRESH)
+        #: Whether the credentials' headers are google-auth's own, made of
+        #: their token and settings alone, whatever the request: then they can
+        #: be kept, and applied without calling before_request. An override
+        #: (per-audience JWTs, gcloud's access token, a user's class) is
+        #: called every time.
+        self.token_only = (
             getattr(type(credentials), "before_request", None) in _TOKEN_ONLY_HEADERS
+            and callable(getattr(credentials, "apply", None))
+            and not is_regional_access_boundary_lookup_enabled()
         )
-        # The headers and token remember() kept, as the pair fresh_headers()
-        # returns: no tuple is made per request.
-        self._fresh: tuple[dict[str, str], Any] = ({}, None)
-        self._fresh_expiry: Any = None
-        self._fresh_until = 0.0
-
-    def fresh_headers(self) -> tuple[dict[str, str], Any] | None:
-        """Return the current token's headers and the token, if still fresh.
-
-        The pair is the one :meth:`remember` made, not a new one: this is the
-        per-request path.
-        """
-        credentials = self.credentials
-        try:
-            token = credentials.token  # cheaper than getattr() with a default
-        except AttributeError:  # a mock of credentials may have none
-            return None
-        try:
-            expiry = credentials.expiry
-        except AttributeError:
-            expiry = None
-        fresh = self._fresh
-        if (
-            token is fresh[1]
-            and expiry is self._fresh_expiry
-            and _monotonic() < self._fresh_until
-        ):
-            return fresh
-        return None
 
     @property
     def token(self) -> Any:
@@ -146,31 +107,18 @@ class CredentialsAdapter:
         except AttributeError:
             return None
 
-    def remember(self, headers: dict[str, str]) -> None:
-        """Keep ``headers``, just produced by :meth:`apply` for a fresh token."""
-        if not self._cacheable or is_regional_access_boundary_lookup_enabled():
-            return  # the lookup changes headers behind the token's back
-        credentials = self.credentials
-        if self.token is None:
-            return
-        expiry = getattr(credentials, "expiry", None)
-        if expiry is None:
-            fresh_until = math.inf
-        else:
-            fresh_for = expiry - REFRESH_THRESHOLD - utcnow()
-            fresh_until = _monotonic() + fresh_for.total_seconds()
-        self._fresh = (headers, self.token)
-        self._fresh_expiry = expiry
-        self._fresh_until = fresh_until
+    @property
+    def expiry(self) -> datetime.datetime | None:
+        """The token's expiry (naive UTC), if the credentials say one."""
+        expiry = getattr(self.credentials, "expiry", None)
+        return expiry if isinstance(expiry, datetime.datetime) else None
 
-    def token_state(self) -> TokenState:
-        """Return whether the token is fresh, stale (usable) or invalid.
+    def stated_state(self) -> TokenState:
+        """The state the credentials state themselves, for those with no expiry.
 
         Credentials that say nothing google-auth's way (duck-typed ones, mocks)
         count as fresh: their ``before_request`` refreshes when it must.
         """
-        if not self.can_refresh:
-            return TokenState.FRESH
         state = getattr(self.credentials, "token_state", TokenState.FRESH)
         return state if isinstance(state, TokenState) else TokenState.FRESH
 
@@ -182,10 +130,10 @@ class CredentialsAdapter:
         """Refresh the credentials now, whatever their state."""
         raise NotImplementedError
 
-    async def apply(
+    async def before_request(
         self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
-        """Add the credentials' headers (token, quota project, …) to ``headers``.
+        """Add the credentials' headers to ``headers`` their own way (it may refresh).
 
         Args:
             request (Any): The transport ``before_request`` may use.
@@ -195,11 +143,12 @@ class CredentialsAdapter:
         """
         raise NotImplementedError
 
-    def apply_stale(self, headers: MutableMapping[str, str]) -> None:
-        """Add the headers of a stale token, while a refresh is under way.
+    async def apply_token(self, headers: MutableMapping[str, str]) -> None:
+        """Add what ``before_request`` adds, with the token held, never refreshing.
 
-        google-auth's ``before_request`` would refresh first, since it counts a
-        stale token as expired; this applies the token as it is.
+        google-auth's ``before_request`` refreshes whenever its ``valid`` is
+        false, that is from 3 min 45 s before expiry on, and always for a token
+        shorter-lived than that; the refresh policy decides that instead.
 
         Args:
             headers (MutableMapping[str, str]): The headers to add to.
@@ -224,7 +173,7 @@ class LegacyAsyncAdapter(CredentialsAdapter):
         if inspect.isawaitable(result):
             await result
 
-    async def apply(
+    async def before_request(
         self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
         """Add the credentials' headers to ``headers``."""
@@ -243,11 +192,9 @@ class AioAdapter(LegacyAsyncAdapter):
 
     __slots__ = ()
 
-    def token_state(self) -> TokenState:
-        """Return INVALID if refreshable credentials hold no token yet."""
-        if self.can_refresh and self.token is None:
-            return TokenState.INVALID
-        return TokenState.FRESH
+    def stated_state(self) -> TokenState:
+        """INVALID until they hold a token, FRESH after."""
+        return TokenState.INVALID if self.token is None else TokenState.FRESH
 
     def transport_for(self, session: aiohttp.ClientSession) -> Any:
         """Return google-auth's aio aiohttp Request over ``session``."""
@@ -255,64 +202,49 @@ class AioAdapter(LegacyAsyncAdapter):
 
         return functools.partial(aio_transport.Request(session), raise_for_status=False)
 
+    async def apply_token(self, headers: MutableMapping[str, str]) -> None:
+        """Add the token's headers (``apply`` is a coroutine in this family)."""
+        await self.credentials.apply(headers)
+
 
 class SyncAdapter(CredentialsAdapter):
     """``google.auth.credentials.Credentials`` with a blocking ``refresh``.
 
-    A refresh runs in a worker thread, its HTTP calls sent on the event loop
-    through a :class:`~google_auth_aiohttp._sync_transport.LoopRequest`. While
+    A refresh runs in a thread of its own, its HTTP calls sent on the event
+    loop (:func:`~google_auth_aiohttp._sync_transport.call_blocking`). While
     the token is valid, ``before_request`` makes no HTTP call, so it runs on
     the loop directly: no thread is used in the steady state.
     """
 
     __slots__ = ()
 
-    def _sync_request(self, request: Any) -> Any:
-        if not isinstance(request, (Request, AioTransport)):
-            return request  # a sync transport given by the caller
-        # One per refresh: aborting it stops that refresh's thread only.
-        return LoopRequest(request, asyncio.get_running_loop())
-
     async def refresh(self, request: Any) -> None:
-        """Refresh the credentials in a worker thread."""
-        sync_request = self._sync_request(request)
-        await in_worker_thread(
-            self.credentials.refresh, sync_request, loop_request=_aborter(sync_request)
-        )
+        """Refresh the credentials in a thread of their own."""
+        await call_blocking(self.credentials.refresh, request)
 
-    async def apply(
+    async def before_request(
         self, request: Any, method: str, url: str, headers: MutableMapping[str, str]
     ) -> None:
         """Add the credentials' headers to ``headers``."""
         credentials = self.credentials
-        sync_request = self._sync_request(request)
         # Only credentials that say they are valid, google-auth's way, are
         # sure not to refresh (and block) in before_request; a mock's or a
-        # duck-typed object's call runs in a worker thread.
+        # duck-typed object's call runs in a thread.
         if getattr(credentials, "valid", None) is True:
-            result = credentials.before_request(sync_request, method, url, headers)
+            result = credentials.before_request(request, method, url, headers)
             if inspect.isawaitable(result):  # a plain function returning one
                 await result
         else:
-            await in_worker_thread(
-                credentials.before_request,
-                sync_request,
-                method,
-                url,
-                headers,
-                loop_request=_aborter(sync_request),
+            await call_blocking(
+                credentials.before_request, request, method, url, headers
             )
 
-    def apply_stale(self, headers: MutableMapping[str, str]) -> None:
+    async def apply_token(self, headers: MutableMapping[str, str]) -> None:
         """Add what ``before_request`` adds, usage metric included, but no refresh."""
         usage = usage_metric_header(self.credentials)
         if usage is not None:
             metrics.add_metric_header(headers, usage)
         self.credentials.apply(headers)
-
-
-def _aborter(sync_request: Any) -> LoopRequest | None:
-    return sync_request if isinstance(sync_request, LoopRequest) else None
 
 
 def _is_async(method: Any) -> bool:

@@ -8,15 +8,13 @@ event loop, so the loop keeps running.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 import google.auth
 
-from google_auth_aiohttp._sync_transport import LoopRequest, in_worker_thread
+from google_auth_aiohttp._sync_transport import call_blocking
 from google_auth_aiohttp._transport import Request
 
 
@@ -58,16 +56,15 @@ async def default(
         google.auth.exceptions.DefaultCredentialsError: If no credentials were
             found, or they are malformed; its message says where to look.
     """
-    async with aiohttp.ClientSession() as session:
-        request = LoopRequest(Request(session), asyncio.get_running_loop())
-        find = functools.partial(
-            google.auth.default,
+
+    def find(request: Any) -> tuple[Any, str | None]:
+        found: tuple[Any, str | None] = google.auth.default(
             scopes=scopes,
             request=request,
             quota_project_id=quota_project_id,
             default_scopes=default_scopes,
         )
-        result: tuple[Any, str | None] = await in_worker_thread(
-            find, loop_request=request
-        )
-    return result
+        return found
+
+    async with aiohttp.ClientSession() as session:
+        return await call_blocking(find, Request(session))

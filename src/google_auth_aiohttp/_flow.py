@@ -24,6 +24,8 @@ For one request the flow:
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Awaitable, Collection
 from functools import partial
 from typing import Any, Protocol
@@ -35,12 +37,11 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from google_auth_aiohttp._body import can_resend
-from google_auth_aiohttp._checks import seconds
-from google_auth_aiohttp._credentials import adapt_credentials
-from google_auth_aiohttp._credentials_request import is_credentials_request
+from google_auth_aiohttp._checks import seconds, statuses
+from google_auth_aiohttp._credentials_request import current_trail
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._mtls import MtlsChannel, is_mtls_endpoint
-from google_auth_aiohttp._refresh import headers_after_refresh, shared_refresh_for
+from google_auth_aiohttp._refresh import Route, refresher_for, route_over
 from google_auth_aiohttp._retry import Retry, send_with_retries
 
 DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
@@ -49,6 +50,11 @@ DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
 DEFAULT_MAX_REFRESH_ATTEMPTS: int = google_transport.DEFAULT_MAX_REFRESH_ATTEMPTS
 
 _API_CLIENT = "x-goog-api-client"
+
+# How much sooner than aiohttp's own timer a caller stops waiting for a
+# refresh, so that it is our error that says what timed out, not aiohttp's
+# bare TimeoutError().
+WAIT_MARGIN = 0.02
 
 #: The statuses aiohttp follows.
 REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
@@ -92,15 +98,13 @@ class AuthFlow:
     """
 
     __slots__ = (
-        "_adapter",
         "_auth_request",
-        "_last_session",
-        "_last_transport",
         "_max_refresh_attempts",
         "_mtls",
         "_refresh_status_codes",
         "_refresh_timeout",
-        "_shared_refresh",
+        "_refresher",
+        "_routes",
     )
 
     def __init__(
@@ -131,26 +135,28 @@ class AuthFlow:
                 "auth_request must be a callable transport such as "
                 f"google_auth_aiohttp.Request, not {type(auth_request).__name__}."
             )
-        self._refresh_status_codes = frozenset(refresh_status_codes)
+        self._refresh_status_codes = statuses(
+            "refresh_status_codes", refresh_status_codes
+        )
         self._max_refresh_attempts = max_refresh_attempts
         self._refresh_timeout = refresh_timeout
         self._auth_request = auth_request
         self._mtls = mtls
-        self._last_session: aiohttp.ClientSession | None = None
-        self._last_transport: Any = None
         self.credentials = credentials
 
     @property
     def credentials(self) -> Any:
         """The credentials requests are authorized with; assignable."""
-        return self._adapter.credentials
+        return self._refresher.credentials
 
     @credentials.setter
     def credentials(self, credentials: Any) -> None:
         # Requests already on their way finish with the credentials they had.
-        self._adapter = adapt_credentials(credentials)
-        self._shared_refresh = shared_refresh_for(credentials)
-        self._last_session = self._last_transport = None
+        self._refresher = refresher_for(credentials)
+        # A route per session, made once and gone with the session.
+        self._routes: weakref.WeakKeyDictionary[aiohttp.ClientSession, Route] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def send(
         self,
@@ -160,6 +166,7 @@ class AuthFlow:
         retry: Retry | None = None,
         deadline: float | None = None,
         redirects: RedirectNotes | None = None,
+        wait_until: float | None = None,
     ) -> Awaitable[ClientResponse]:
         """Return the awaitable that sends ``request`` through the flow.
 
@@ -174,19 +181,23 @@ class AuthFlow:
                 ``loop.time()``; no retry waits past it.
             redirects (Optional[RedirectNotes]): Told of every redirect
                 response, for a host that must recognise the next hop.
+            wait_until (Optional[float]): When, in ``loop.time()``, the call
+                stops waiting for a refresh; None for the session's own
+                total timeout from now.
 
         Returns:
             Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
         """
-        if is_credentials_request():
+        if current_trail() is not None:  # a credentials request
             return handler(request)
         if retry is None or request.method not in retry.methods:
-            return self._attempt(request, handler, asked_origin, redirects)
+            return self._attempt(request, handler, asked_origin, redirects, wait_until)
         attempt = partial(
             self._attempt,
             handler=handler,
             asked_origin=asked_origin,
             redirects=redirects,
+            wait_until=wait_until,
         )
         return send_with_retries(request, attempt, retry, deadline)
 
@@ -196,6 +207,7 @@ class AuthFlow:
         handler: ClientHandlerType,
         asked_origin: URL | None,
         redirects: RedirectNotes | None,
+        wait_until: float | None,
     ) -> ClientResponse:
         """Send ``request`` once, authorized if it goes to the asked origin.
 
@@ -210,9 +222,10 @@ class AuthFlow:
             )
             response = await handler(request)
         else:
-            fresh = self._adapter.fresh_headers()  # steady state: no google-auth
+            fresh = self._refresher.kept_headers()  # steady state: no google-auth
             if fresh is None:
-                fresh = await self._credentials_headers(request)
+                fresh = await self._credentials_headers(request, wait_until)
+                _still_open(request)
             added, sent_token = fresh
             if _API_CLIENT in added and _API_CLIENT in request.headers:
                 _merge_headers(request.headers, added)
@@ -222,52 +235,41 @@ class AuthFlow:
             response = await handler(request)
             if response.status in self._refresh_status_codes:
                 response = await self._refresh_and_resend(
-                    request, handler, response, sent_token, sent_cert
+                    request, handler, response, sent_token, sent_cert, wait_until
                 )
         if redirects is not None and response.status in REDIRECT_STATUSES:
             redirects.add(request, response, asked_origin)
         return response
 
-    def _refresh(self, request: ClientRequest, **kwargs: Any) -> Awaitable[None]:
-        """Wait for the shared refresh, over ``request``'s session by default."""
-        session = None if self._auth_request is not None else request.session
-        return self._shared_refresh.run(
-            self._adapter,
-            self._transport(request.session),
-            session,
-            self._refresh_timeout,
-            **kwargs,
-        )
-
-    def _transport(self, session: aiohttp.ClientSession) -> Any:
-        if self._auth_request is not None:
-            return self._auth_request
-        # Made once per session: a flow usually serves a single one.
-        if session is not self._last_session:
-            self._last_transport = self._adapter.transport_for(session)
-            self._last_session = session
-        return self._last_transport
+    def _route(self, session: aiohttp.ClientSession) -> Route:
+        route = self._routes.get(session) if session is not None else None
+        if route is None:
+            route = route_over(
+                self._refresher.adapter,
+                session,
+                self._auth_request,
+                self._refresh_timeout,
+            )
+            if session is not None:  # None: a request built outside a session
+                self._routes[session] = route
+        return route
 
     def _credentials_headers(
-        self, request: ClientRequest
+        self, request: ClientRequest, wait_until: float | None
     ) -> Awaitable[tuple[dict[str, str], Any]]:
         """The headers the credentials add, after any refresh needed, and the token."""
-        return headers_after_refresh(
-            self._adapter,
-            self._shared_refresh,
-            self._transport(request.session),
+        return self._refresher.headers(
+            self._route(request.session),
             request.method,
             str(request.url),
-            session=None if self._auth_request is not None else request.session,
-            auth_request=self._auth_request,
-            timeout=self._refresh_timeout,
+            _waits_until(request, wait_until),
         )
 
     def _must_resend(self, request: ClientRequest, response: ClientResponse) -> bool:
         """Whether a refresh may turn ``response`` into a better one."""
         return (
             response.status in self._refresh_status_codes
-            and self._adapter.can_refresh
+            and self._refresher.adapter.can_refresh
             and can_resend(request, response.status)
         )
 
@@ -278,6 +280,7 @@ class AuthFlow:
         response: ClientResponse,
         sent_token: Any,
         sent_cert: bytes | None,
+        wait_until: float | None,
     ) -> ClientResponse:
         """Refresh and re-send while the response says the token was rejected."""
         attempt = 0
@@ -295,8 +298,13 @@ class AuthFlow:
             )
             await self._rotate_certificate(request, response, sent_cert)
             response.release()
-            await self._refresh(request, rejected_token=sent_token)
-            added, sent_token = await self._credentials_headers(request)
+            await self._refresher.after_rejection(
+                self._route(request.session),
+                sent_token,
+                _waits_until(request, wait_until),
+            )
+            added, sent_token = await self._credentials_headers(request, wait_until)
+            _still_open(request)
             _merge_headers(request.headers, added)
             sent_cert = None if self._mtls is None else self._mtls.cert
             response = await handler(request)
@@ -326,6 +334,25 @@ class AuthFlow:
             and is_mtls_endpoint(str(request.url))
         ):
             await self._mtls.rotate_if_changed(request, sent_cert)
+
+
+def _still_open(request: ClientRequest) -> None:
+    """Refuse to send ``request`` if its session closed while it waited."""
+    if request.session is not None and request.session.closed:
+        raise aiohttp.ClientConnectionError(
+            f"{request.method} {safe_url(request.url)} was not sent: its session "
+            "was closed while it waited for the credentials."
+        )
+
+
+def _waits_until(request: ClientRequest, wait_until: float | None) -> float | None:
+    """When the call of ``request`` stops waiting for a refresh, in ``loop.time()``."""
+    if wait_until is not None or request.session is None:
+        return wait_until
+    total = request.session.timeout.total
+    if not total:
+        return None  # no total limit: only each refresh attempt's own bound
+    return asyncio.get_running_loop().time() + total - WAIT_MARGIN
 
 
 def _merge_headers(headers: CIMultiDict[Any], added: dict[str, str]) -> None:

@@ -1,168 +1,315 @@
-"""A refresh shared by everyone who needs one: :class:`SharedRefresh`.
+"""The refresh policy of one credentials object: :class:`Refresher`.
 
-When a token expires or is revoked, every request in flight finds out at about
-the same time. They must not each ask the token endpoint for a new one: the
-first starts a refresh in a task of its own, the others wait for that task.
-A failure reaches every waiter and is forgotten, so the next call tries again.
+Everything about *when* and *how* credentials refresh is decided here, once,
+for every client that uses them (:class:`~google_auth_aiohttp.AuthorizedSession`,
+:class:`~google_auth_aiohttp.AuthMiddleware`,
+:class:`~google_auth_aiohttp.AioCredentials`, the ID-token helpers):
 
-Its lifecycle:
-
-* **One per credentials object and event loop.** Whichever sessions and
-  middlewares use the credentials share it (:func:`shared_refresh_for`); a
-  loop never waits on another loop's refresh, and a loop that closes with a
-  refresh in flight leaves nothing behind for the next one.
-* **Waited-for refreshes go through the session of the caller that started
-  them** (its proxy, SSL settings, middlewares), or ``auth_request``. If that
-  session closes before the refresh ends, a waiter from another, open session
-  does it again over its own, once. A caller that is cancelled (or hits its
-  deadline) stops waiting without cancelling the refresh: others may need it,
-  and a token endpoint slower than every caller's deadline must still deliver
-  a token. ``refresh_timeout`` bounds it, and cancels its HTTP call (a sync
-  refresh's thread returns within a second).
-* **A stale token** (close to expiry, still valid) **is refreshed in the
-  background** (:meth:`SharedRefresh.start`) while requests go on using it.
-  Nobody waits for it, and the session that noticed may be closed at once
-  (one session per call is a common pattern), so it goes through a session of
-  its own, opened for it with the ``trust_env`` of the session that noticed,
-  and closed when it ends; or through ``auth_request``. If it fails, the
-  failure is logged and the next attempt waits a little.
+* **What a token's state is.** Fresh, stale (still valid, renewed in the
+  background while it is used) or invalid (missing or expired: callers wait
+  for a refresh). google-auth counts a token as stale 3 min 45 s before its
+  expiry; a token this package obtained is stale at the later of that and
+  half its lifetime, so a token shorter-lived than the threshold is renewed
+  once per lifetime, not on every request.
+* **How a refresh is shared.** One flight per credentials object and event
+  loop (:class:`~google_auth_aiohttp._single_flight.SingleFlight`): N callers,
+  one token request; a cancelled caller does not cancel it; a failure reaches
+  every waiter and is forgotten; a stalled attempt is hedged by another, so
+  the next caller after an endpoint recovers is served in about one round trip.
+* **How a refresh is routed and bounded** (:class:`Route`, made once per
+  session): through ``auth_request`` if the user gave one; else through the
+  session that needs the token, with its proxy, SSL, connector and
+  middlewares, in the background too. Each attempt is bounded by
+  ``refresh_timeout`` (120 s by default), and each caller's wait by its own
+  time (the call's timeout or ``max_allowed_time``): then it gets a
+  :class:`RefreshWaitTimeout` saying what it waited for and where.
+* **What a rejected token means.** A 401 for the token the credentials still
+  hold starts (or joins) a refresh; one for a token already replaced does not.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import datetime
+import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
 from google.auth import exceptions
 from google.auth.credentials import TokenState
 
-from google_auth_aiohttp._credentials import CredentialsAdapter
-from google_auth_aiohttp._credentials_request import mark_task
+from google_auth_aiohttp._credentials import CredentialsAdapter, adapt_credentials
+from google_auth_aiohttp._credentials_request import Trail, mark_task
 from google_auth_aiohttp._logging import LOGGER
+from google_auth_aiohttp._private import REFRESH_THRESHOLD, utcnow
+from google_auth_aiohttp._single_flight import Flight, SingleFlight
 
-_UNSET: Any = object()
+#: Seconds one refresh attempt may take when ``refresh_timeout`` is None.
+DEFAULT_REFRESH_TIMEOUT = 120.0
 
 #: Seconds between background refreshes after one failed. Callers whose token
 #: has expired do not wait for this: they refresh at once.
 BACKGROUND_RETRY_DELAY = 5.0
 
-
-@dataclass(eq=False)
-class _Run:
-    """One refresh in flight on one event loop."""
-
-    task: asyncio.Task[None]
-    # The session its HTTP goes through, when a caller's: it may close.
-    session: aiohttp.ClientSession | None
-    # Started for a stale token, by nobody who waits for it.
-    background: bool
+# What a refresh raises when google-auth trips over an answer it did not
+# expect (HTML, a JSON list): turned into a RefreshError that says which.
+_GARBLED = (TypeError, ValueError, KeyError, IndexError, AttributeError)
 
 
-class SharedRefresh:
-    """Single-flight refreshes of one credentials object, per event loop."""
+class RefreshWaitTimeout(exceptions.TransportError, TimeoutError):
+    """A caller's time ran out while it waited for the credentials' refresh.
 
-    __slots__ = ("__weakref__", "_retry_background_at", "_runs")
+    Both a :class:`google.auth.exceptions.TransportError` and a
+    :class:`TimeoutError`. The refresh goes on for the callers still waiting.
 
-    def __init__(self) -> None:
-        self._runs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Run] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._retry_background_at = 0.0
+    Args:
+        message (str): What the caller waited for, and where.
+    """
 
-    def start(
+    def __init__(self, message: str) -> None:
+        super().__init__(message)  # type: ignore[no-untyped-call]
+
+
+class Route:
+    """How a refresh reaches the token endpoint, decided once per session.
+
+    Args:
+        transport (Any): What ``before_request`` and a refresh send through.
+        session (Optional[aiohttp.ClientSession]): The caller's session the
+            transport sends through, if a refresh rides on it (it may close).
+        timeout (Optional[float]): Seconds one attempt may take; None for
+            :data:`DEFAULT_REFRESH_TIMEOUT`.
+        open_session (Optional[Callable]): Opens a session of the caller's
+            session's settings for one refresh, instead of riding on it (what
+            :class:`~google_auth_aiohttp.AuthorizedSession` offers, so that
+            closing it ends no refresh).
+    """
+
+    __slots__ = ("_open_session", "session", "timeout", "transport")
+
+    def __init__(
         self,
-        adapter: CredentialsAdapter,
-        session: aiohttp.ClientSession | None,
-        auth_request: Any,
-        timeout: float | None,
+        transport: Any,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float | None = None,
+        open_session: Callable[[], AbstractAsyncContextManager[aiohttp.ClientSession]]
+        | None = None,
     ) -> None:
-        """Start a background refresh unless one is under way or just failed.
+        self.transport = transport
+        self.session = session
+        self.timeout = DEFAULT_REFRESH_TIMEOUT if timeout is None else timeout
+        self._open_session = open_session
 
-        Args:
-            adapter (CredentialsAdapter): The credentials to refresh.
-            session (Optional[aiohttp.ClientSession]): The session whose
-                request noticed the stale token; only its ``trust_env`` is used.
-            auth_request (Optional[Callable]): The transport to refresh with,
-                if the user gave one.
-            timeout (Optional[float]): Seconds the refresh may take.
+    async def refresh(self, adapter: CredentialsAdapter) -> None:
+        """Refresh ``adapter``'s credentials once, over this route."""
+        if self._open_session is None:
+            await adapter.refresh(self.transport)
+            return
+        async with self._open_session() as session:
+            await adapter.refresh(adapter.transport_for(session))
+
+    def lost(self) -> bool:
+        """Whether the session this route rides on has closed."""
+        return self.session is not None and self.session.closed
+
+
+def route_over(
+    adapter: CredentialsAdapter,
+    session: aiohttp.ClientSession,
+    auth_request: Any,
+    timeout: float | None,
+) -> Route:
+    """The route of refreshes needed by requests of ``session``.
+
+    Args:
+        adapter (CredentialsAdapter): The credentials.
+        session (aiohttp.ClientSession): The session whose request needs a token.
+        auth_request (Optional[Callable]): The user's transport for refreshes.
+        timeout (Optional[float]): ``refresh_timeout``.
+    """
+    if auth_request is not None:
+        return Route(auth_request, timeout=timeout)
+    transport = adapter.transport_for(session)
+    open_session = getattr(session, "_open_refresh_session", None)
+    if open_session is not None:
+        return Route(transport, timeout=timeout, open_session=open_session)
+    return Route(transport, session=session, timeout=timeout)
+
+
+class _Kept:
+    """Headers made for one token, reused until the token goes stale."""
+
+    __slots__ = ("expiry", "fresh_until", "pair", "token")
+
+    def __init__(
+        self, headers: dict[str, str], token: Any, expiry: Any, fresh_until: float
+    ) -> None:
+        self.pair = (headers, token)
+        self.token = token
+        self.expiry = expiry
+        self.fresh_until = fresh_until  # time.monotonic()
+
+
+class Refresher:
+    """The refresh policy of one credentials object; see the module docstring.
+
+    Made by :func:`refresher_for`, one per credentials object.
+
+    Args:
+        adapter (CredentialsAdapter): The credentials, adapted.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_background_after",
+        "_flight",
+        "_kept",
+        "_ours",
+        "_trails",
+        "adapter",
+    )
+
+    def __init__(self, adapter: CredentialsAdapter) -> None:
+        self.adapter = adapter
+        self._flight: SingleFlight[None] = SingleFlight()
+        self._kept: _Kept | None = None
+        # The token our last refresh obtained, its expiry and when it goes stale.
+        self._ours: tuple[Any, datetime.datetime, datetime.datetime] | None = None
+        self._background_after = 0.0  # time.monotonic()
+        self._trails: list[Trail] = []  # of the attempts in the air
+
+    @property
+    def credentials(self) -> Any:
+        """The credentials."""
+        return self.adapter.credentials
+
+    # -- What the token's state is ------------------------------------------
+
+    def kept_headers(self) -> tuple[dict[str, str], Any] | None:
+        """The headers made for the current token and the token, while fresh.
+
+        The per-request path in the steady state: no google-auth call, no
+        allocation.
         """
-        loop = asyncio.get_running_loop()
-        if self._runs.get(loop) is not None:
+        kept = self._kept
+        if kept is None:
+            return None
+        credentials = self.adapter.credentials
+        if (
+            credentials.token is kept.token
+            and getattr(credentials, "expiry", None) is kept.expiry
+            and time.monotonic() < kept.fresh_until
+        ):
+            return kept.pair
+        return None
+
+    def state(self) -> TokenState:
+        """Whether the token is fresh, stale (usable) or invalid."""
+        adapter = self.adapter
+        if not adapter.can_refresh:
+            return TokenState.FRESH
+        expiry = adapter.expiry
+        if expiry is None:
+            return adapter.stated_state()
+        token = adapter.token
+        if token is None:
+            return TokenState.INVALID
+        now = utcnow()
+        if now >= expiry:
+            return TokenState.INVALID
+        if now >= self._stale_at(token, expiry):
+            return TokenState.STALE
+        return TokenState.FRESH
+
+    def _stale_at(self, token: Any, expiry: datetime.datetime) -> datetime.datetime:
+        ours = self._ours
+        if ours is not None and ours[0] is token and ours[1] == expiry:
+            return ours[2]
+        return expiry - REFRESH_THRESHOLD  # a token we did not see born
+
+    def _keep(self, headers: dict[str, str]) -> None:
+        token, expiry = self.adapter.token, self.adapter.expiry
+        if token is None:
             return
-        if time.monotonic() < self._retry_background_at:
-            return
-        trust_env = session is not None and session.trust_env
-        refresh = functools.partial(
-            _refresh_in_background, adapter, trust_env, auth_request
-        )
-        self._begin(loop, refresh, adapter, timeout, None, background=True)
+        if expiry is None:
+            fresh_until = math.inf
+        else:
+            fresh_for = (self._stale_at(token, expiry) - utcnow()).total_seconds()
+            fresh_until = time.monotonic() + fresh_for
+        raw_expiry = getattr(self.adapter.credentials, "expiry", None)
+        self._kept = _Kept(headers, token, raw_expiry, fresh_until)
 
-    def _begin(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        refresh: Callable[[], Awaitable[None]],
-        adapter: CredentialsAdapter,
-        timeout: float | None,
-        session: aiohttp.ClientSession | None,
-        background: bool,
-    ) -> _Run:
-        task = loop.create_task(_bounded(refresh, adapter, timeout))
-        run = self._runs[loop] = _Run(task, session, background)
-        task.add_done_callback(functools.partial(self._finished, loop, run))
-        return run
+    # -- Headers ------------------------------------------------------------
 
-    async def run(
-        self,
-        adapter: CredentialsAdapter,
-        request: Any,
-        session: aiohttp.ClientSession | None,
-        timeout: float | None,
-        rejected_token: Any = _UNSET,
-    ) -> None:
-        """Wait until the credentials have been refreshed once.
+    async def headers(
+        self, route: Route, method: str, url: str, wait_until: float | None
+    ) -> tuple[dict[str, str], Any]:
+        """The headers the credentials add to a request, and the token in them.
 
-        Joins the refresh in progress on this event loop, if any; otherwise
-        starts one.
+        A stale token is used as it is while a background refresh starts; a
+        missing or expired one is refreshed first, once for all callers.
 
         Args:
-            adapter (CredentialsAdapter): The credentials to refresh.
-            request (Any): The transport the refresh uses, if this call starts it.
-            session (Optional[aiohttp.ClientSession]): The session ``request``
-                sends through, if it is the caller's.
-            timeout (Optional[float]): Seconds the refresh may take, if this call
-                starts it.
-            rejected_token (Any): The token a server just rejected. If the
-                credentials already hold another one, somebody refreshed since
-                and no new refresh is started.
+            route (Route): How a refresh goes out.
+            method (str): The request's method.
+            url (str): The request's URL.
+            wait_until (Optional[float]): When, in ``loop.time()``, the caller
+                stops waiting for a refresh.
+
+        Returns:
+            Tuple[Dict[str, str], Any]: The headers, and the token.
 
         Raises:
-            google.auth.exceptions.RefreshError: If the refresh failed.
-            google.auth.exceptions.TransportError: If the token endpoint could not
-                be reached or the refresh took longer than ``timeout``.
-
+            RefreshWaitTimeout: If ``wait_until`` passed first.
+            google.auth.exceptions.GoogleAuthError: If the refresh failed.
         """
-        loop = asyncio.get_running_loop()
+        state = self.state()
+        if state is TokenState.INVALID:
+            await self.refresh(route, wait_until)
+            state = self.state()
+        elif state is TokenState.STALE:
+            self.refresh_in_background(route)
+        adapter = self.adapter
+        headers: dict[str, str] = {}
+        if adapter.token_only:
+            await adapter.apply_token(headers)
+            if state is TokenState.FRESH:
+                self._keep(headers)
+        else:
+            await adapter.before_request(route.transport, method, url, headers)
+        return headers, adapter.token
+
+    # -- Refreshing ---------------------------------------------------------
+
+    async def refresh(self, route: Route, wait_until: float | None = None) -> None:
+        """Refresh once: join the flight in the air, or start one, and wait.
+
+        If the flight failed because the session it rode on closed while this
+        caller's is open, it is made again, once, over this caller's route.
+
+        Args:
+            route (Route): How an attempt started for this caller goes out.
+            wait_until (Optional[float]): When, in ``loop.time()``, this caller
+                stops waiting.
+
+        Raises:
+            RefreshWaitTimeout: If ``wait_until`` passed first.
+            google.auth.exceptions.GoogleAuthError: If the refresh failed.
+        """
         redone = False
         while True:
-            run = self._runs.get(loop)
-            if run is None:
-                if rejected_token is not _UNSET and adapter.token != rejected_token:
-                    return
-                refresh = functools.partial(adapter.refresh, request)
-                run = self._begin(loop, refresh, adapter, timeout, session, False)
+            flight = self._flight.start(lambda: self._attempt(route), route)
             try:
-                # shield(): a waiter that is cancelled (or whose deadline
-                # passes) must not cancel the refresh others may need.
-                await asyncio.shield(run.task)
+                await self._wait(flight, route, wait_until)
                 return
             except Exception:
-                if redone or not _lost_its_session(run, session):
+                failed: Route | None = flight.failed_note
+                if redone or failed is None or not failed.lost() or route.lost():
                     raise
                 LOGGER.debug(
                     "The session a shared refresh ran over closed; refreshing "
@@ -170,127 +317,141 @@ class SharedRefresh:
                 )
                 redone = True
 
-    def _finished(
-        self, loop: asyncio.AbstractEventLoop, run: _Run, task: asyncio.Task[None]
+    async def after_rejection(
+        self, route: Route, sent_token: Any, wait_until: float | None
     ) -> None:
-        if self._runs.get(loop) is run:
-            del self._runs[loop]
-        if not task.done() or task.cancelled():
+        """A server rejected ``sent_token``: refresh, unless it was replaced since.
+
+        Args:
+            route (Route): How a refresh goes out.
+            sent_token (Any): The token the rejected request carried.
+            wait_until (Optional[float]): When this caller stops waiting.
+        """
+        if self._flight.current() is None and self.adapter.token is not sent_token:
+            return  # somebody refreshed since: send the new token
+        await self.refresh(route, wait_until)
+
+    def refresh_in_background(self, route: Route) -> None:
+        """Start a refresh nobody waits for, unless one is in the air or just failed."""
+        if self._flight.current() is not None:
             return
-        failure = task.exception()  # seen, even if every waiter has left
-        if failure is not None and run.background:
-            self._retry_background_at = time.monotonic() + BACKGROUND_RETRY_DELAY
-            LOGGER.warning(
-                "Background refresh failed; the current token is still valid, "
-                "the next attempt is in %ss: %s",
-                BACKGROUND_RETRY_DELAY,
-                failure,
-            )
+        if time.monotonic() < self._background_after:
+            return
+        flight = self._flight.start(lambda: self._attempt(route), route)
+        flight.result.add_done_callback(self._background_landed)
+
+    def _background_landed(self, result: asyncio.Future[None]) -> None:
+        if result.cancelled():
+            return
+        failure = result.exception()
+        if failure is None:
+            return
+        self._background_after = time.monotonic() + BACKGROUND_RETRY_DELAY
+        LOGGER.warning(
+            "Background refresh failed (%s); the current token is still valid, "
+            "the next attempt is in %ss at the earliest: %s",
+            type(self.adapter.credentials).__name__,
+            BACKGROUND_RETRY_DELAY,
+            failure,
+        )
+
+    async def _wait(
+        self, flight: Flight[None], route: Route, wait_until: float | None
+    ) -> None:
+        def job() -> Any:  # what a hedge started for this caller runs
+            return self._attempt(route)
+
+        if wait_until is None:
+            await flight.wait(job, route)
+            return
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        bound = asyncio.timeout_at(wait_until)
+        try:
+            async with bound:
+                await flight.wait(job, route)
+        except TimeoutError:
+            if not bound.expired():
+                raise
+            raise RefreshWaitTimeout(
+                f"Gave up waiting for {self._name()} to get a token after "
+                f"{loop.time() - began:.1f}s: the call's own time ran out"
+                f"{self._where(loop.time() - flight.started)}. The refresh goes "
+                "on for later callers."
+            ) from None
+
+    def _where(self, in_air: float) -> str:
+        asking = next((t.asking for t in reversed(self._trails) if t.asking), None)
+        if asking is None:
+            return f" (the refresh has run for {in_air:.1f}s)"
+        return f" ({asking} has run for {in_air:.1f}s)"
+
+    def _name(self) -> str:
+        return type(self.adapter.credentials).__name__
+
+    async def _attempt(self, route: Route) -> None:
+        """One attempt, in a task of its own, bounded by the route's timeout."""
+        name = self._name()
+        trail = Trail()
+        # This task's own context: whatever transport the credentials use,
+        # their requests are not authorized by an auth middleware.
+        mark_task(trail)
+        self._trails.append(trail)
+        LOGGER.debug("Refreshing %s.", name)
+        bound = asyncio.timeout(route.timeout)
+        try:
+            async with bound:
+                await route.refresh(self.adapter)
+        except TimeoutError as caught:
+            if not bound.expired():
+                raise
+            raise exceptions.TransportError(
+                f"Refreshing {name} took longer than refresh_timeout="
+                f"{route.timeout:g}s{trail.where()}."
+            ) from caught
+        except _GARBLED as caught:
+            if isinstance(caught, exceptions.GoogleAuthError) or trail.answer is None:
+                raise
+            raise exceptions.RefreshError(
+                f"Refreshing {name} failed on an answer google-auth could not "
+                f"read: {trail.answer}, not a token response "
+                f"({type(caught).__name__}: {caught})."
+            ) from caught
+        finally:
+            self._trails.remove(trail)
+        self._note_obtained()
+        LOGGER.debug("Refreshed %s.", name)
+
+    def _note_obtained(self) -> None:
+        """Note the new token's lifetime: stale at half of it at the earliest."""
+        token, expiry = self.adapter.token, self.adapter.expiry
+        if token is None or expiry is None:
+            self._ours = None
+            return
+        now = utcnow()
+        stale_at = max(expiry - REFRESH_THRESHOLD, now + (expiry - now) / 2)
+        self._ours = (token, expiry, stale_at)
 
 
-async def _bounded(
-    refresh: Callable[[], Awaitable[None]],
-    adapter: CredentialsAdapter,
-    timeout: float | None,
-) -> None:
-    """Run ``refresh()`` within ``timeout``, in a task of its own."""
-    name = type(adapter.credentials).__name__
-    LOGGER.debug("Refreshing %s.", name)
-    # This task's own context: whatever transport the credentials use,
-    # their requests are not authorized by an auth middleware.
-    mark_task()
-    try:
-        async with asyncio.timeout(timeout):
-            await refresh()
-    except TimeoutError as caught:
-        raise exceptions.TransportError(
-            f"Refreshing {name} took longer than refresh_timeout={timeout}s."
-        ) from caught
-    LOGGER.debug("Refreshed %s.", name)
+_REFRESHERS: weakref.WeakKeyDictionary[Any, Refresher] = weakref.WeakKeyDictionary()
 
 
-async def _refresh_in_background(
-    adapter: CredentialsAdapter, trust_env: bool, auth_request: Any
-) -> None:
-    if auth_request is not None:
-        await adapter.refresh(auth_request)
-        return
-    async with aiohttp.ClientSession(trust_env=trust_env) as own:
-        await adapter.refresh(adapter.transport_for(own))
-
-
-async def headers_after_refresh(
-    adapter: CredentialsAdapter,
-    shared: SharedRefresh,
-    transport: Any,
-    method: str,
-    url: str,
-    *,
-    session: aiohttp.ClientSession | None,
-    auth_request: Any,
-    timeout: float | None,
-) -> tuple[dict[str, str], Any]:
-    """The headers the credentials add to a request, and the token they hold.
-
-    A stale token is used as it is while a background refresh starts; a
-    missing or expired one is refreshed first, once for all callers.
-
-    Args:
-        adapter (CredentialsAdapter): The credentials.
-        shared (SharedRefresh): Their shared refresh.
-        transport (Any): What ``before_request`` and a refresh send through.
-        method (str): The request's method.
-        url (str): The request's URL.
-        session (Optional[aiohttp.ClientSession]): The session ``transport``
-            sends through, if it is the caller's.
-        auth_request (Any): The transport the user gave for refreshes, if any.
-        timeout (Optional[float]): Seconds a refresh may take.
-
-    Returns:
-        Tuple[Dict[str, str], Any]: The headers, and the token.
-    """
-    state = adapter.token_state()
-    headers: dict[str, str] = {}
-    if state is TokenState.STALE:
-        # Still valid: use it, and get the next one without anybody waiting.
-        shared.start(adapter, session, auth_request, timeout)
-        adapter.apply_stale(headers)
-        return headers, adapter.token
-    if state is TokenState.INVALID:
-        await shared.run(adapter, transport, session, timeout)
-    await adapter.apply(transport, method, url, headers)
-    adapter.remember(headers)
-    return headers, adapter.token
-
-
-def _lost_its_session(run: _Run, session: aiohttp.ClientSession | None) -> bool:
-    """Whether ``run`` failed for a session that closed, while ``session`` is open."""
-    return (
-        run.session is not None
-        and run.session is not session
-        and run.session.closed
-        and session is not None
-        and not session.closed
-    )
-
-
-_SHARED: weakref.WeakKeyDictionary[Any, SharedRefresh] = weakref.WeakKeyDictionary()
-
-
-def shared_refresh_for(credentials: Any) -> SharedRefresh:
-    """Return the :class:`SharedRefresh` of ``credentials``, made on first use.
+def refresher_for(credentials: Any) -> Refresher:
+    """Return the :class:`Refresher` of ``credentials``, made on first use.
 
     Args:
         credentials (Any): A credentials object (held weakly).
 
     Returns:
-        SharedRefresh: The same object for every caller with these credentials.
+        Refresher: The same object for every caller with these credentials.
 
+    Raises:
+        TypeError: If ``credentials`` have no ``before_request`` method.
     """
     try:
-        shared = _SHARED.get(credentials)
-        if shared is None:
-            shared = _SHARED[credentials] = SharedRefresh()
-    except TypeError:  # not weak-referenceable or not hashable: share per user
-        shared = SharedRefresh()
-    return shared
+        refresher = _REFRESHERS.get(credentials)
+    except TypeError:  # not weak-referenceable or not hashable: one per user
+        return Refresher(adapt_credentials(credentials))
+    if refresher is None:
+        refresher = _REFRESHERS[credentials] = Refresher(adapt_credentials(credentials))
+    return refresher

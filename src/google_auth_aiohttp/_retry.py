@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import ClientRequest, ClientResponse
 
 from google_auth_aiohttp._body import can_resend
-from google_auth_aiohttp._checks import seconds
+from google_auth_aiohttp._checks import methods, seconds, statuses
 from google_auth_aiohttp._logging import LOGGER, safe_url
 
 #: Failures that mean the request may not have reached the server, or the
@@ -56,7 +56,9 @@ class Retry:
             the idempotent ones.
 
     Raises:
-        TypeError: If ``attempts`` is not an int or a time not a number.
+        TypeError: If ``attempts`` is not an int, a time not a number, or
+            ``statuses`` or ``methods`` not a collection of ints or strs (a
+            single str is refused: ``"GET"`` is no collection of methods).
         ValueError: If ``attempts`` is below 1, or a time or the multiplier is
             negative, NaN or infinite.
     """
@@ -83,8 +85,10 @@ class Retry:
         for name in ("initial", "maximum", "multiplier"):
             seconds(f"Retry({name}=...)", getattr(self, name))
         # Frozen: set the normalized forms through object.__setattr__.
-        object.__setattr__(self, "statuses", frozenset(self.statuses))
-        object.__setattr__(self, "methods", frozenset(m.upper() for m in self.methods))
+        object.__setattr__(
+            self, "statuses", statuses("Retry(statuses=...)", self.statuses)
+        )
+        object.__setattr__(self, "methods", methods("Retry(methods=...)", self.methods))
 
     def backoff(self, retry_number: int, retry_after: str | None = None) -> float:
         """Return how long to wait before retry number ``retry_number`` (from 0).

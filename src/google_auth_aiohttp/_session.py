@@ -13,8 +13,9 @@ per-request ``auto_decompress``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import warnings
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,7 @@ from google_auth_aiohttp._checks import seconds
 from google_auth_aiohttp._flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
+    WAIT_MARGIN,
     AuthFlow,
 )
 from google_auth_aiohttp._logging import safe_url
@@ -109,7 +111,15 @@ with warnings.catch_warnings():
         """
 
         ATTRS = aiohttp.ClientSession.ATTRS | frozenset(
-            ("_after_auth", "_default_host", "_flow", "_mtls", "_retry")
+            (
+                "_after_auth",
+                "_default_host",
+                "_flow",
+                "_lease",
+                "_mtls",
+                "_refresh_settings",
+                "_retry",
+            )
         )
 
         def __init__(
@@ -141,13 +151,32 @@ with warnings.catch_warnings():
             # google-auth's request() waits 180 s by default; a timeout given
             # to the session is taken as the caller's wish instead. Either is
             # the session's own, so that requests need not pass one.
-            kwargs.setdefault("timeout", DEFAULT_CLIENT_TIMEOUT)
+            kwargs["timeout"] = client_timeout(
+                kwargs.get("timeout", DEFAULT_CLIENT_TIMEOUT)
+            )
+            # Refreshes go out with this session's way out (connector, proxy,
+            # trust_env, tracing, middlewares), over a session of their own
+            # that shares the connector: closing this one ends no refresh.
+            refresh_settings = {
+                name: kwargs[name]
+                for name in ("proxy", "proxy_auth", "trust_env", "trace_configs")
+                if name in kwargs
+            }
+            connector = kwargs.pop("connector", None)
+            owns_connector = kwargs.pop("connector_owner", True) or connector is None
             # The session's own middlewares are only the caller's: every call
             # made through request() puts its _Call first. One that reaches
             # ClientSession's internals another way is not authorized.
             super().__init__(
-                auto_decompress=auto_decompress, middlewares=after_auth, **kwargs
+                auto_decompress=auto_decompress,
+                middlewares=after_auth,
+                connector=connector,
+                connector_owner=False,
+                **kwargs,
             )
+            assert self.connector is not None  # made by ClientSession if None
+            self._lease = _Lease(self.connector, owns_connector)
+            self._refresh_settings = refresh_settings
             self._flow = flow
             self._mtls = mtls
             self._retry = retry
@@ -156,6 +185,28 @@ with warnings.catch_warnings():
 
         async def __aenter__(self) -> AuthorizedSession:
             return self
+
+        async def close(self) -> None:
+            """Close the session; its connector once no refresh uses it any more."""
+            if not self.closed:
+                await super().close()
+                await self._lease.release()
+
+        @contextlib.asynccontextmanager
+        async def _open_refresh_session(self) -> AsyncIterator[aiohttp.ClientSession]:
+            """A session for one refresh, with this one's connector and settings."""
+            lease = self._lease
+            lease.acquire()
+            try:
+                async with aiohttp.ClientSession(
+                    connector=lease.connector,
+                    connector_owner=False,
+                    middlewares=self._after_auth,
+                    **self._refresh_settings,
+                ) as session:
+                    yield session
+            finally:
+                await lease.release()
 
         @property
         def credentials(self) -> Any:
@@ -271,7 +322,7 @@ with warnings.catch_warnings():
                 kwargs["auto_decompress"] = auto_decompress
             retry = check_retry(retry) or self._retry
             if max_allowed_time is None:
-                call = _Call(self._flow, retry, None)
+                call = _Call(self._flow, retry, None, self._total(kwargs))
                 return self._start(
                     call, method, url, data=data, headers=headers, **kwargs
                 )
@@ -306,7 +357,7 @@ with warnings.catch_warnings():
         ) -> aiohttp.ClientResponse:
             """The call, bounded as a whole by ``max_allowed_time``."""
             deadline = asyncio.get_running_loop().time() + max_allowed_time
-            call = _Call(self._flow, retry, deadline)
+            call = _Call(self._flow, retry, deadline, self._total(kwargs))
             timeout = asyncio.timeout_at(deadline)
             try:
                 async with timeout:
@@ -318,6 +369,11 @@ with warnings.catch_warnings():
                         f"max_allowed_time={max_allowed_time}s."
                     ) from None
                 raise
+
+        def _total(self, kwargs: Mapping[str, Any]) -> float | None:
+            """The call's total timeout: its own, or the session's."""
+            timeout = kwargs.get("timeout", self.timeout)
+            return timeout.total if isinstance(timeout, aiohttp.ClientTimeout) else None
 
         def _verb(
             self,
@@ -335,7 +391,7 @@ with warnings.catch_warnings():
                 return self.request(
                     method, url, allow_redirects=allow_redirects, **kwargs
                 )
-            call = _Call(self._flow, self._retry, None)
+            call = _Call(self._flow, self._retry, None, self.timeout.total)
             return RequestContextManager(
                 session_request(
                     self,
@@ -410,18 +466,26 @@ class _Call:
 
     aiohttp runs the same middlewares for every request of a call: the first
     one, built from the URL the caller passed, and each redirect hop. The first
-    request's origin is the asked one; the flow authorizes no other.
+    request's origin is the asked one; the flow authorizes no other. The call
+    waits for a refresh no longer than its own time: its total timeout from
+    its first request, or its ``max_allowed_time``.
     """
 
-    __slots__ = ("_deadline", "_first_url", "_flow", "_retry")
+    __slots__ = ("_deadline", "_first_url", "_flow", "_retry", "_total", "_wait_until")
 
     def __init__(
-        self, flow: AuthFlow, retry: Retry | None, deadline: float | None
+        self,
+        flow: AuthFlow,
+        retry: Retry | None,
+        deadline: float | None,
+        total: float | None,
     ) -> None:
         self._flow = flow
         self._retry = retry
         self._deadline = deadline
+        self._total = total
         self._first_url: URL | None = None
+        self._wait_until: float | None = None
 
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
@@ -430,11 +494,51 @@ class _Call:
         if first_url is None:
             self._first_url = request.url
             asked_origin = None  # this request's own
+            self._wait_until = _wait_until(self._deadline, self._total)
         else:
             asked_origin = first_url.origin()
         return self._flow.send(
-            request, handler, asked_origin, self._retry, self._deadline
+            request,
+            handler,
+            asked_origin,
+            self._retry,
+            self._deadline,
+            wait_until=self._wait_until,
         )
+
+
+def _wait_until(deadline: float | None, total: float | None) -> float | None:
+    """When a call that starts now stops waiting for a refresh, if ever.
+
+    A little before aiohttp's own timer fires, so that the caller learns what
+    it waited for rather than getting a bare TimeoutError().
+    """
+    if total:
+        ends = asyncio.get_running_loop().time() + total
+        deadline = ends if deadline is None else min(deadline, ends)
+    return None if deadline is None else deadline - WAIT_MARGIN
+
+
+class _Lease:
+    """A connector shared by a session and the refreshes it started.
+
+    The last one to let go closes it, if the session owned it.
+    """
+
+    __slots__ = ("connector", "owned", "users")
+
+    def __init__(self, connector: aiohttp.BaseConnector, owned: bool) -> None:
+        self.connector = connector
+        self.owned = owned
+        self.users = 1  # the session
+
+    def acquire(self) -> None:
+        self.users += 1
+
+    async def release(self) -> None:
+        self.users -= 1
+        if not self.users and self.owned:
+            await self.connector.close()
 
 
 def decode_bytes_values(headers: Any) -> Any:

@@ -1,27 +1,32 @@
-"""Sync credentials' blocking calls, in threads of our own, with HTTP on the loop.
+"""Sync credentials' blocking calls, each in a thread of its own, with HTTP on the loop.
 
 Sync credentials refresh with a blocking ``refresh(request)``. We run that
-call in a worker thread (:func:`in_worker_thread`) and give it a
-:class:`LoopRequest`: each HTTP call it makes is handed to the event loop, sent
-through aiohttp (so the session's proxy, ``trust_env`` and SSL settings
-apply), and its result handed back to the waiting thread. The event loop
-never blocks and ``requests`` is not needed.
+call in a thread (:func:`call_blocking`) and give it a :class:`LoopRequest`:
+each HTTP call it makes is handed to the event loop, sent through aiohttp (so
+the session's proxy, ``trust_env`` and SSL settings apply), and its result
+handed back to the waiting thread. The event loop never blocks and
+``requests`` is not needed.
 
-The threads are the library's own, a few at most and named
-``google-auth-aiohttp-N``, never the loop's default executor: a stalled token
-endpoint cannot starve aiohttp's DNS resolution or ``asyncio.to_thread``.
-When the awaiting coroutine is cancelled (a ``refresh_timeout``, every caller
-gone, the loop shutting down), the thread's HTTP call is cancelled on the loop
-and the thread returns within a second; so it does when the loop closes.
+Every blocking call gets a thread of its own, named ``google-auth-aiohttp``,
+never the loop's default executor and never a fixed pool: a thousand
+credentials refreshing at once are a thousand threads waiting on the loop,
+and four stalled token endpoints cannot make a fifth tenant queue behind
+them. The threads are daemons, so none holds up the process's exit.
+
+When the awaiting coroutine is cancelled (a ``refresh_timeout``, a hedged
+attempt that lost, the loop shutting down), the thread's HTTP call is
+cancelled on the loop and the thread gets :class:`RefreshAborted`, which
+google-auth's retry loops do not catch: the thread returns at once rather
+than sleeping through google-auth's backoff and trying again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -36,61 +41,90 @@ from google_auth_aiohttp._transport import (
     Request,
 )
 
-# Beyond the request's own timeout, how long a worker thread waits for the
-# event loop to answer before deciding it has gone away.
+# Beyond the request's own timeout, how long a thread waits for the event
+# loop to answer before deciding it has gone away.
 _LOOP_GRACE = 10.0
 
-#: How often a waiting worker thread checks whether it should stop waiting.
-_CHECK_EVERY = 0.1
-
-#: Worker threads at most: refreshes are rare and brief, and a stalled endpoint
-#: must not make more of them wait than this.
-MAX_WORKERS = 4
+#: The name of every thread this package starts.
+THREAD_NAME = "google-auth-aiohttp"
 
 _T = TypeVar("_T")
-_executor: concurrent.futures.ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
 
 
-def _worker_executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=MAX_WORKERS, thread_name_prefix="google-auth-aiohttp"
-            )
-        return _executor
+class RefreshAborted(BaseException):
+    """Raised in a thread whose blocking call nobody waits for any more.
+
+    A ``BaseException``, as :class:`asyncio.CancelledError` is: google-auth's
+    retry loops catch :class:`~google.auth.exceptions.TransportError` and
+    sleep before trying again, and must not catch this.
+    """
 
 
-async def in_worker_thread(
-    function: Callable[..., _T],
-    *args: Any,
-    loop_request: LoopRequest | None = None,
-) -> _T:
-    """Run ``function(*args)`` in one of the library's worker threads.
+async def call_blocking(function: Callable[..., _T], request: Any, *args: Any) -> _T:
+    """Run ``function(request, *args)`` in a thread of its own.
 
     Args:
-        function (Callable): A blocking call, such as ``credentials.refresh``.
-        args: Its arguments.
-        loop_request (Optional[LoopRequest]): The transport ``function`` sends
-            HTTP through; if this coroutine is cancelled, it is aborted, and the
-            thread returns instead of waiting for an answer.
+        function (Callable): A blocking call whose first argument is the
+            transport it sends HTTP through, such as ``credentials.refresh``.
+        request (Any): An async transport of ours (:class:`Request` or
+            :class:`AioTransport`), which the thread gets as a
+            :class:`LoopRequest` over this loop; any other transport (a sync
+            one the caller gave) is passed as it is.
+        args: The call's other arguments.
 
     Returns:
         Any: What ``function`` returned.
+
+    Raises:
+        Exception: What ``function`` raised.
     """
     loop = asyncio.get_running_loop()
-    call = contextvars.copy_context().run
+    sync_request: Any = request
+    if isinstance(request, (Request, AioTransport)):
+        sync_request = LoopRequest(request, loop)
+    outcome: asyncio.Future[_T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        try:
+            result = context.run(function, sync_request, *args)
+        except RefreshAborted:
+            return  # nobody waits for it
+        except BaseException as error:  # handed to the awaiting coroutine
+            _settle(loop, outcome, None, error)
+        else:
+            _settle(loop, outcome, result, None)
+
+    threading.Thread(target=work, name=THREAD_NAME, daemon=True).start()
     try:
-        return await loop.run_in_executor(_worker_executor(), call, function, *args)
+        return await outcome
     except asyncio.CancelledError:
-        if loop_request is not None:
-            loop_request.abort()
+        if isinstance(sync_request, LoopRequest):
+            sync_request.abort()
         raise
 
 
+def _settle(
+    loop: asyncio.AbstractEventLoop,
+    outcome: asyncio.Future[Any],
+    result: Any,
+    error: BaseException | None,
+) -> None:
+    def settle() -> None:
+        if outcome.done():
+            return
+        if error is None:
+            outcome.set_result(result)
+        else:
+            outcome.set_exception(error)
+
+    # If the loop closed, nobody is left to tell.
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(settle)
+
+
 class LoopRequest(google_transport.Request):
-    """A sync transport for worker threads that sends through the event loop.
+    """A sync transport for threads that sends through the event loop.
 
     Args:
         request (Union[Request, AioTransport]): The async transport to use.
@@ -98,22 +132,26 @@ class LoopRequest(google_transport.Request):
 
     """
 
-    __slots__ = ("_aborted", "_loop", "_request")
+    __slots__ = ("_aborted", "_loop", "_request", "_wake")
 
     def __init__(
         self, request: Request | AioTransport, loop: asyncio.AbstractEventLoop
     ) -> None:
         self._request = request
         self._loop = loop
-        self._aborted = threading.Event()
+        self._aborted = False
+        # Set when the call in flight ends, or when it is aborted.
+        self._wake: threading.Event | None = None
 
     def abort(self) -> None:
         """Stop the HTTP call in flight, and refuse any further one.
 
-        The waiting thread gets :class:`google.auth.exceptions.TransportError`
-        within a fraction of a second.
+        The waiting thread gets :class:`RefreshAborted` at once.
         """
-        self._aborted.set()
+        self._aborted = True
+        wake = self._wake
+        if wake is not None:
+            wake.set()
 
     def __call__(
         self,
@@ -124,7 +162,7 @@ class LoopRequest(google_transport.Request):
         timeout: float | None = None,
         **kwargs: Any,
     ) -> ReadResponse:
-        """Make an HTTP request from a worker thread, and wait for its response.
+        """Make an HTTP request from a thread, and wait for its response.
 
         Args:
             url (str): The URL.
@@ -140,6 +178,7 @@ class LoopRequest(google_transport.Request):
         Raises:
             google.auth.exceptions.TransportError: If the request failed, or the
                 event loop is closed or does not answer.
+            RefreshAborted: If nobody waits for the call any more.
             RuntimeError: If called on the event loop's own thread, where it
                 would block the loop it waits for.
 
@@ -152,37 +191,39 @@ class LoopRequest(google_transport.Request):
             raise RuntimeError(
                 "Sync credentials tried to make an HTTP request on the event loop's "
                 "thread, which would block it; google_auth_aiohttp runs their "
-                "refresh in a worker thread. Refresh them with "
+                "refresh in a thread of its own. Refresh them with "
                 "`await asyncio.to_thread(credentials.refresh, request)`."
             )
-        if self._aborted.is_set():
-            raise exceptions.TransportError(
-                f"Cannot request {safe_url(url)}: the refresh was cancelled."
-            )
+        if self._aborted:
+            raise RefreshAborted
         if self._loop.is_closed():
             raise exceptions.TransportError(
                 f"Cannot request {safe_url(url)}: the event loop is closed."
             )
         if timeout is None:
             timeout = _DEFAULT_TIMEOUT
-        future = asyncio.run_coroutine_threadsafe(
-            self._fetch(url, method, body, headers, timeout, **kwargs), self._loop
-        )
-        done = threading.Event()
-        future.add_done_callback(lambda _: done.set())
-        give_up_at = time.monotonic() + timeout + _LOOP_GRACE
-        while not done.wait(_CHECK_EVERY):
-            if self._aborted.is_set():
-                why = "the refresh was cancelled"
-            elif self._loop.is_closed():
-                why = "the event loop closed"
-            elif time.monotonic() > give_up_at:
-                why = f"the event loop did not answer within {timeout + _LOOP_GRACE}s"
-            else:
-                continue
+        wake = self._wake = threading.Event()
+        try:
+            future = asyncio.run_coroutine_threadsafe(
+                self._fetch(url, method, body, headers, timeout, **kwargs), self._loop
+            )
+        except RuntimeError as closed:  # the loop closed meanwhile
+            raise exceptions.TransportError(
+                f"Cannot request {safe_url(url)}: the event loop is closed."
+            ) from closed
+        future.add_done_callback(lambda _: wake.set())
+        # One wait, woken by the answer or by abort(): no polling, so that a
+        # thousand waiting threads cost the loop nothing.
+        answered = wake.wait(timeout + _LOOP_GRACE)
+        if self._aborted or not answered:
             if not self._loop.is_closed():
                 future.cancel()  # cancels the HTTP call on the loop
-            raise exceptions.TransportError(f"{method} {safe_url(url)}: {why}.")
+            if self._aborted:
+                raise RefreshAborted
+            raise exceptions.TransportError(
+                f"{method} {safe_url(url)}: the event loop did not answer within "
+                f"{timeout + _LOOP_GRACE}s."
+            )
         try:
             return future.result()
         except concurrent.futures.CancelledError as caught:

@@ -28,6 +28,14 @@ _DEFAULT_TIMEOUT = 180
 """Seconds a request may take, as in google-auth's aiohttp transport."""
 
 DEFAULT_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=_DEFAULT_TIMEOUT)
+NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None)
+
+
+#: What a timeout of 0 becomes: aiohttp reads 0 as "no limit", google-auth's
+#: sync transport as "no time at all"; this package means the latter.
+_AT_ONCE = 1e-9
+
+_TIMEOUT_FIELDS = ("total", "connect", "sock_read", "sock_connect")
 
 
 def client_timeout(
@@ -35,15 +43,39 @@ def client_timeout(
 ) -> aiohttp.ClientTimeout:
     """Return ``timeout`` (seconds in all, or None for none) as a ClientTimeout.
 
+    One rule for every timeout this package takes, a number or a field of an
+    :class:`aiohttp.ClientTimeout`: None means no limit, 0 means fail at once
+    (as google-auth's sync session does; aiohttp alone would read it as no
+    limit), and anything else must be a finite number of seconds.
+
     Raises:
         TypeError: If ``timeout`` is neither, nor a number.
-        ValueError: If it is a negative, NaN or infinite number.
+        ValueError: If it, or a field of it, is a negative, NaN or infinite
+            number.
     """
-    if timeout is None or isinstance(timeout, aiohttp.ClientTimeout):
-        return aiohttp.ClientTimeout(total=None) if timeout is None else timeout
+    if timeout is None:
+        return NO_CLIENT_TIMEOUT
+    if isinstance(timeout, aiohttp.ClientTimeout):
+        fields = {name: getattr(timeout, name) for name in _TIMEOUT_FIELDS}
+        checked = [
+            seconds(f"ClientTimeout({name}=...)", value)
+            for name, value in fields.items()
+            if value is not None
+        ]
+        if 0 not in checked:
+            return timeout
+        return aiohttp.ClientTimeout(
+            **{name: _AT_ONCE if v == 0 else v for name, v in fields.items()},
+            ceil_threshold=timeout.ceil_threshold,
+        )
     if timeout == _DEFAULT_TIMEOUT:
         return DEFAULT_CLIENT_TIMEOUT
-    return aiohttp.ClientTimeout(total=seconds("timeout", timeout))
+    return aiohttp.ClientTimeout(total=seconds("timeout", timeout) or _AT_ONCE)
+
+
+#: Bytes of a credentials response read at most: token, metadata and
+#: certificate answers are a few kilobytes.
+MAX_BODY = 1 << 20
 
 
 class Response(google_transport.Response):
@@ -90,15 +122,18 @@ class Response(google_transport.Response):
             bytes: The body.
 
         Raises:
-            google.auth.exceptions.TransportError: If the body cannot be read.
+            google.auth.exceptions.TransportError: If the body cannot be read,
+                or is larger than 1 MiB (:data:`MAX_BODY`): no token, metadata
+                or certificate answer is, and credentials read it all in memory.
 
         """
         if self._raw is None:
+            response = self._response
             try:
-                self._raw = await self._response.read()
+                self._raw = await _read_capped(response)
             except (TimeoutError, aiohttp.ClientError) as caught:
                 raise _transport_error(
-                    self._response.method, self._response.url, caught, "reading"
+                    response.method, response.url, caught, "reading"
                 ) from caught
         return self._raw
 
@@ -204,13 +239,14 @@ class Request(google_transport.Request):
         # Response.content(), whatever the session's defaults.
         kwargs.setdefault("auto_decompress", False)
         kwargs.setdefault("raise_for_status", False)
-        if LOGGER.isEnabledFor(10):
-            LOGGER.debug("Credentials request: %s %s", method, safe_url(url))
+        described = f"{method} {safe_url(url)}"
+        LOGGER.debug("Credentials request: %s", described)
         # Credentials' own requests (token endpoints, metadata servers) pass
         # an auth middleware on the session unauthorized; a refresh would
         # otherwise wait on itself.
-        try:
-            with credentials_request():
+        with credentials_request() as trail:
+            trail.asking = described
+            try:
                 response = await session.request(
                     method,
                     url,
@@ -219,15 +255,11 @@ class Request(google_transport.Request):
                     timeout=client_timeout(timeout),
                     **kwargs,
                 )
-        except (TimeoutError, aiohttp.ClientError) as caught:
-            raise _transport_error(method, url, caught, "sending") from caught
-        if LOGGER.isEnabledFor(10):
-            LOGGER.debug(
-                "Credentials response: %s %s -> %s",
-                method,
-                safe_url(url),
-                response.status,
-            )
+            except (TimeoutError, aiohttp.ClientError) as caught:
+                raise _transport_error(method, url, caught, "sending") from caught
+            content_type = response.headers.get("Content-Type", "no Content-Type")
+            trail.answer = f"{described} answered {response.status} ({content_type})"
+        LOGGER.debug("Credentials response: %s -> %s", described, response.status)
         return Response(response)
 
     async def close(self) -> None:
@@ -246,6 +278,26 @@ class Request(google_transport.Request):
         tb: types.TracebackType | None,
     ) -> None:
         await self.close()
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """The body of ``response``, refused beyond :data:`MAX_BODY` bytes."""
+    declared = response.content_length
+    if declared is None or declared <= MAX_BODY:
+        chunks = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > MAX_BODY:
+                break
+            chunks.append(chunk)
+        else:
+            return b"".join(chunks)
+    response.close()  # the rest is not worth reading
+    raise exceptions.TransportError(
+        f"{response.method} {safe_url(response.url)} answered more than "
+        f"{MAX_BODY} bytes, which is no credentials response; refused."
+    )
 
 
 def _transport_error(

@@ -59,10 +59,10 @@ from typing import Any
 from aiohttp import web
 from google.auth import exceptions, impersonated_credentials, jwt
 
-from google_auth_aiohttp._credentials import adapt_credentials
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._private import impersonation_source
-from google_auth_aiohttp._sync_transport import LoopRequest, in_worker_thread
+from google_auth_aiohttp._refresh import Route, refresher_for
+from google_auth_aiohttp._sync_transport import call_blocking
 from google_auth_aiohttp._transport import ReadResponse, Request
 
 __all__ = [
@@ -134,12 +134,8 @@ async def fetch_id_token_credentials(
         return _ImpersonatedIDTokenCredentials.from_info(info, audience)
     transport = request if request is not None else Request()
     try:
-        loop_request = LoopRequest(transport, asyncio.get_running_loop())
-        return await in_worker_thread(
-            google_id_token.fetch_id_token_credentials,
-            audience,
-            loop_request,
-            loop_request=loop_request,
+        return await call_blocking(
+            _swapped(google_id_token.fetch_id_token_credentials), transport, audience
         )
     finally:
         if request is None:
@@ -162,9 +158,14 @@ async def fetch_id_token(request: Request, audience: str) -> str:
         google.auth.exceptions.RefreshError: If the token was refused.
     """
     credentials = await fetch_id_token_credentials(audience, request=request)
-    await adapt_credentials(credentials).refresh(request)
+    await refresher_for(credentials).refresh(Route(request))
     token: str = credentials.token
     return token
+
+
+def _swapped(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``function(a, request)`` called as ``(request, a)``, as call_blocking calls."""
+    return lambda request, argument: function(argument, request)
 
 
 def _credentials_file() -> dict[str, Any] | None:

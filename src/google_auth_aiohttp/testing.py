@@ -46,7 +46,7 @@ except ImportError as missing:
         "pip install 'google-auth-aiohttp[testing]'"
     ) from missing
 
-__all__ = ["GoogleEmulator", "IssuedToken"]
+__all__ = ["Gate", "GoogleEmulator", "IssuedToken"]
 
 _JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 _REFRESH_TOKEN = "refresh_token"
@@ -65,6 +65,88 @@ class IssuedToken:
     scopes: tuple[str, ...]
     expires_at: float  # time.monotonic() deadline
     revoked: bool = False
+
+
+class Gate:
+    """Holds an endpoint's requests while closed; counts and announces arrivals.
+
+    Tests synchronise on it instead of sleeping: ``close()`` holds every
+    request that arrives from then on (a stalled endpoint); ``open()`` lets
+    them go on, or with ``release_held=False`` leaves those already held
+    waiting for ever (lost requests) while new ones pass; ``await
+    arrived(n)`` returns once ``n`` requests have arrived in all::
+
+        google.token_gate.close()
+        task = asyncio.create_task(session.get(url))
+        await google.token_gate.arrived(1)  # the token request is held
+        ...
+        google.token_gate.open()
+
+    Use it from the event loop the emulator runs on.
+
+    Attributes:
+        arrivals (int): Requests that reached the endpoint, held or not.
+        held (int): Requests held now.
+    """
+
+    def __init__(self) -> None:
+        self.arrivals = 0
+        self.held = 0
+        self._closed: asyncio.Event | None = None
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []
+
+    @property
+    def closed(self) -> bool:
+        """bool: Whether arriving requests are held."""
+        return self._closed is not None
+
+    def close(self) -> None:
+        """Hold every request that arrives from now on."""
+        if self._closed is None:
+            self._closed = asyncio.Event()
+
+    def open(self, *, release_held: bool = True) -> None:
+        """Let requests through again.
+
+        Args:
+            release_held (bool): Whether the requests held so far go on too;
+                if False they stay held until the emulator closes, as requests
+                a network lost do.
+        """
+        if self._closed is not None and release_held:
+            self._closed.set()
+        self._closed = None
+
+    async def arrived(self, count: int) -> None:
+        """Return once ``count`` requests have arrived in all.
+
+        Args:
+            count (int): Arrivals to wait for, counted since the emulator started.
+        """
+        if self.arrivals >= count:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append((count, waiter))
+        await waiter
+
+    async def pass_through(self) -> None:
+        """Count one arrival, and wait while the gate is closed."""
+        self.arrivals += 1
+        still = []
+        for count, waiter in self._waiting:
+            if self.arrivals >= count:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still.append((count, waiter))
+        self._waiting = still
+        closed = self._closed
+        if closed is not None:
+            self.held += 1
+            try:
+                await closed.wait()
+            finally:
+                self.held -= 1
 
 
 @dataclass
@@ -117,9 +199,17 @@ class GoogleEmulator:
         token_error (Optional[str]): When set, the token endpoint refuses every
             request with this OAuth error code (for example ``"invalid_grant"``).
         token_lifetime (int): See above; may be changed while running.
+        token_gate (Gate): Holds token requests (OAuth, STS, IAM and the
+            metadata server's) while closed; counts their arrivals.
+        token_body (Optional[Tuple[str, bytes]]): When set, every token
+            request is answered 200 with this content type and body (HTML from
+            a captive portal, a JSON list...).
         certs_max_age (int): The ``max-age`` the certificates endpoint
             (:attr:`certs_url`) sends.
         certs_requests (int): Requests the certificates endpoint received.
+        certs_status (int): The status the certificates endpoint answers;
+            anything but 200 comes with an error body and no keys.
+        certs_gate (Gate): Holds certificate requests while closed.
 
     """
 
@@ -139,8 +229,15 @@ class GoogleEmulator:
         self._id_keys: list[tuple[str, Any, str]] = []
         self.certs_max_age = 3600
         self.certs_requests = 0
+        self.certs_status = 200
+        self.certs_gate = Gate()
         self.token_delay = 0.0
         self.token_error: str | None = None
+        self.token_body: tuple[str, bytes] | None = None
+        self.token_gate = Gate()
+        # One RSA key for every service account made here: making one takes
+        # ~0.1 s, and tests make hundreds. Key ids and emails stay distinct.
+        self._account_key: tuple[str, bytes] | None = None
         self.token_requests = 0
         self.api_requests = 0
         self._host = host
@@ -210,31 +307,30 @@ class GoogleEmulator:
         return f"{self.url}/api/{path.lstrip('/')}"
 
     def service_account_info(
-        self, *, project_id: str = "emulator-project"
+        self, *, project_id: str = "emulator-project", new_key: bool = False
     ) -> dict[str, str]:
-        """Create a service-account key the token endpoint trusts.
+        """Create a service account whose key the token endpoint trusts.
 
         Args:
             project_id (str): The ``project_id`` to put in the key.
+            new_key (bool): Make an RSA key of its own for this account; by
+                default every account of this emulator signs with one key
+                (under its own key id), which is made once.
 
         Returns:
             Mapping[str, str]: Service-account key info, as in a JSON key file,
             for ``Credentials.from_service_account_info``.
 
         """
-        from cryptography.hazmat.primitives import serialization
-
-        private_pem = _private_pem()
-        key = serialization.load_pem_private_key(private_pem.encode(), None)
+        if new_key:
+            private_pem, public_pem = _key_pair()
+        else:
+            if self._account_key is None:
+                self._account_key = _key_pair()
+            private_pem, public_pem = self._account_key
         key_id = secrets.token_hex(20)
         email = f"sa-{key_id[:8]}@{project_id}.iam.gserviceaccount.com"
-        self._state.keys[key_id] = _Key(
-            email=email,
-            public_pem=key.public_key().public_bytes(
-                serialization.Encoding.PEM,
-                serialization.PublicFormat.SubjectPublicKeyInfo,
-            ),
-        )
+        self._state.keys[key_id] = _Key(email=email, public_pem=public_pem)
         return {
             "type": "service_account",
             "project_id": project_id,
@@ -433,6 +529,11 @@ class GoogleEmulator:
 
     async def _certs(self, request: web.Request) -> web.Response:
         self.certs_requests += 1
+        await self.certs_gate.pass_through()
+        if self.certs_status != 200:
+            return web.json_response(
+                {"error": {"code": self.certs_status}}, status=self.certs_status
+            )
         return web.json_response(
             {key_id: public_pem for key_id, _, public_pem in self._id_keys},
             headers={"Cache-Control": f"public, max-age={self.certs_max_age}"},
@@ -467,9 +568,9 @@ class GoogleEmulator:
                     headers=flavor,
                 )
             if leaf == "identity":
-                self.token_requests += 1
-                if self.token_delay:
-                    await asyncio.sleep(self.token_delay)
+                refused = await self._refuse(metadata=True)
+                if refused is not None:
+                    return refused
                 audience = request.query.get("audience")
                 if not audience:
                     return web.Response(status=400, text="audience required")
@@ -478,23 +579,31 @@ class GoogleEmulator:
                     headers=flavor,
                 )
             if leaf == "token":
-                self.token_requests += 1
-                if self.token_delay:
-                    await asyncio.sleep(self.token_delay)
-                if self.token_error is not None:
-                    return web.Response(status=500, text=self.token_error)
+                refused = await self._refuse(metadata=True)
+                if refused is not None:
+                    return refused
                 scopes = tuple(request.query.get("scopes", "").split(","))
                 issued = self._issue(self.gce_service_account, scopes)
                 del issued["scope"]
                 return web.json_response(issued, headers=flavor)
         return web.Response(status=404, headers=flavor)
 
-    async def _refuse(self) -> web.Response | None:
-        """Count a token request, wait ``token_delay``, apply ``token_error``."""
+    async def _refuse(self, *, metadata: bool = False) -> web.Response | None:
+        """Count a token request, pass the gate, apply the delay and the knobs.
+
+        Returns:
+            Optional[web.Response]: What to answer instead of a token, if any.
+        """
         self.token_requests += 1
+        await self.token_gate.pass_through()
         if self.token_delay:
             await asyncio.sleep(self.token_delay)
+        if self.token_body is not None:
+            content_type, body = self.token_body
+            return web.Response(body=body, headers={"Content-Type": content_type})
         if self.token_error is not None:
+            if metadata:  # the metadata server has no OAuth errors
+                return web.Response(status=500, text=self.token_error)
             return _oauth_error(self.token_error, "Refused by the emulator.")
         return None
 
@@ -700,6 +809,19 @@ def _is_signed_aws_request(subject_token: str) -> bool:
     return "GetCallerIdentity" in str(signed.get("url")) and headers.get(
         "authorization", ""
     ).startswith("AWS4-HMAC-SHA256 ")
+
+
+def _key_pair() -> tuple[str, bytes]:
+    """A new RSA private key (PEM, PKCS#8) and its public key (PEM)."""
+    from cryptography.hazmat.primitives import serialization
+
+    private_pem = _private_pem()
+    key = serialization.load_pem_private_key(private_pem.encode(), None)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo,
+    )
+    return private_pem, public_pem
 
 
 def _private_pem() -> str:
