@@ -18,7 +18,7 @@ from aiohttp import web
 from google.auth.credentials import TokenState
 from google.oauth2 import _service_account_async, service_account
 
-from google_auth_aiohttp import AuthorizedSession
+from google_auth_aiohttp import AuthorizedSession, _single_flight
 from google_auth_aiohttp.testing import GoogleEmulator
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -41,6 +41,12 @@ os.environ["GCE_METADATA_DETECT_RETRIES"] = "1"
 # Application Default Credentials come only from what a test sets up.
 os.environ.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
 os.environ["CLOUDSDK_CONFIG"] = tempfile.mkdtemp(prefix="gcloud-config-")
+
+
+@pytest.fixture(autouse=True)
+def _full_hedge_budget() -> None:
+    """Each test starts with the whole hedge budget: it is the process's."""
+    _single_flight.BUDGET.left = _single_flight.BUDGET.most
 
 
 @pytest.fixture

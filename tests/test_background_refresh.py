@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -77,17 +76,6 @@ class _CountingExecutor(concurrent.futures.ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-class _CountedThread(threading.Thread):
-    """Threads the library starts, counted."""
-
-    started = 0
-
-    def start(self) -> None:
-        if self.name == _sync_transport.THREAD_NAME:
-            type(self).started += 1
-        super().start()
-
-
 async def test_sync_refresh_never_blocks_the_loop_and_fresh_tokens_use_no_thread(
     google: GoogleEmulator,
     service_account_info: dict[str, str],
@@ -96,8 +84,14 @@ async def test_sync_refresh_never_blocks_the_loop_and_fresh_tokens_use_no_thread
     credentials = service_account.Credentials.from_service_account_info(
         service_account_info, scopes=[SCOPE]
     )
-    ours = _CountedThread
-    monkeypatch.setattr(threading, "Thread", ours)
+    started = [0]
+    start_thread = _sync_transport._start_thread
+
+    def counted(work: Callable[[], None]) -> None:
+        started[0] += 1
+        start_thread(work)
+
+    monkeypatch.setattr(_sync_transport, "_start_thread", counted)
     default = _CountingExecutor(max_workers=4)
     asyncio.get_running_loop().set_default_executor(default)
     google.token_delay = 0.5
@@ -106,10 +100,10 @@ async def test_sync_refresh_never_blocks_the_loop_and_fresh_tokens_use_no_thread
             *(_get(session, google.api_url(f"c{i}")) for i in range(20))
         )
         assert set(statuses) == {200}
-        assert ours.started == 1  # the one refresh, in a thread of its own
+        assert started == [1]  # the one refresh, in a thread of its own
         for i in range(100):
             assert await _get(session, google.api_url(f"f{i}")) == 200
-        assert ours.started == 1  # no thread while fresh
+        assert started == [1]  # no thread while fresh
     assert default.submitted == 0  # never the loop's default executor
     assert len(lags) > 30  # the ticker ran all through the 0.5 s refresh
     assert max(lags) < 0.05

@@ -246,3 +246,134 @@ async def test_a_caller_who_leaves_does_not_fail_the_others_certificate_fetch(
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+# -- Degradation: rotations, failing and stalled certificate endpoints ----------
+
+
+async def test_tokens_of_a_rotated_key_that_arrive_during_the_refetch_all_verify(
+    google: GoogleEmulator,
+) -> None:
+    await _verify(google, google.id_token(AUDIENCE))  # keys cached for an hour
+    google.rotate_id_token_key()
+    tokens = [google.id_token(AUDIENCE) for _ in range(50)]
+    google.certs_gate.close()  # the refetch is held while all 50 arrive
+    async with Request() as request:
+        verifying = [
+            asyncio.create_task(
+                id_token.verify_token(t, request, certs_url=google.certs_url)
+            )
+            for t in tokens
+        ]
+        await google.certs_gate.arrived(2)
+        for _ in range(5):
+            await asyncio.sleep(0)  # every verification reaches its wait
+        google.certs_gate.open()
+        results = await asyncio.gather(*verifying, return_exceptions=True)
+    assert [r for r in results if isinstance(r, BaseException)] == []
+    assert google.certs_requests == 2  # the first fetch, and one refetch
+
+
+async def test_a_failing_certificate_endpoint_leaves_the_cached_keys_verifying(
+    google: GoogleEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    google.certs_max_age = 0  # every verification after the first refetches
+    token = google.id_token(AUDIENCE)
+    await _verify(google, token)
+    google.certs_status = 500
+    for _ in range(20):
+        claims = await _verify(google, token, audience=AUDIENCE)
+        assert claims["aud"] == AUDIENCE
+    # One failed refetch, then none for RETRY_AFTER_FAILURE seconds.
+    assert google.certs_requests == 2
+    assert "cached keys keep verifying" in caplog.text
+    assert token not in caplog.text
+
+
+async def test_a_stalled_refetch_holds_a_verification_at_most_a_second(
+    google: GoogleEmulator,
+) -> None:
+    google.certs_max_age = 0
+    token = google.id_token(AUDIENCE)
+    loop = asyncio.get_running_loop()
+    async with Request() as request:
+        await id_token.verify_token(token, request, certs_url=google.certs_url)
+        google.certs_gate.close()
+        started = loop.time()
+        results = await asyncio.gather(
+            *(
+                id_token.verify_token(token, request, certs_url=google.certs_url)
+                for _ in range(20)
+            )
+        )
+        assert loop.time() - started < id_token.REVALIDATE_WAIT + 0.5
+        assert all(claims["aud"] == AUDIENCE for claims in results)
+        google.certs_gate.open()
+
+
+async def test_a_certificate_fetch_is_bounded_by_certs_timeout(
+    google: GoogleEmulator,
+) -> None:
+    google.certs_gate.close()  # nothing cached, and the endpoint stalls
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(exceptions.TransportError, match=r"certs_timeout=0\.3s"):
+        await _verify(google, google.id_token(AUDIENCE), certs_timeout=0.3)
+    assert loop.time() - started < 1.0
+    google.certs_gate.open()
+
+
+async def test_after_a_stalled_certificate_endpoint_recovers_the_next_caller_is_served(
+    google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google_auth_aiohttp import _single_flight
+
+    monkeypatch.setattr(_single_flight, "HEDGE_AFTER", 0.3)
+    token = google.id_token(AUDIENCE)
+    google.certs_gate.close()
+    loop = asyncio.get_running_loop()
+    async with Request() as request:
+        first = asyncio.create_task(
+            id_token.verify_token(token, request, certs_url=google.certs_url)
+        )
+        await google.certs_gate.arrived(1)
+        google.certs_gate.open(release_held=False)  # the first fetch is lost
+        started = loop.time()
+        claims = await id_token.verify_token(token, request, certs_url=google.certs_url)
+        assert claims["aud"] == AUDIENCE
+        assert loop.time() - started < 1.0  # a hedge, not the lost fetch's timeout
+        assert (await first)["aud"] == AUDIENCE
+
+
+async def test_the_middleware_answers_503_when_no_keys_can_be_had(
+    google: GoogleEmulator, serve: Any
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(
+        middlewares=[id_token.middleware(AUDIENCE, certs_url=google.certs_url)]
+    )
+    app.router.add_get("/", handler)
+    url = await serve(app)
+    google.certs_status = 500
+    token = google.id_token(AUDIENCE)
+    async with (
+        ClientSession() as session,
+        session.get(url, headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        body = await response.json()
+    assert body == {
+        "error": "temporarily_unavailable",
+        "error_description": "The token could not be checked now.",
+    }
+
+
+@pytest.mark.parametrize("value", [None, 42, ["a.b.c"]])
+async def test_verify_token_of_anything_but_text_is_a_value_error(
+    google: GoogleEmulator, value: Any
+) -> None:
+    with pytest.raises(ValueError, match="must be a str or bytes"):
+        await _verify(google, value)

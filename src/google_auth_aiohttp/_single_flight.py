@@ -9,11 +9,20 @@ caller starts afresh.
 
 A flight is **hedged**: an attempt that has run for ``hedge_after`` seconds
 while somebody waits is probably lost (a dropped packet, a stalled backend),
-so another attempt starts beside it, over the route of the newest waiter.
-The first attempt to succeed serves everyone and the others are cancelled;
-the flight fails only when every attempt has. That is what lets the next
+so another attempt starts beside it, over the route of the newest waiter,
+and so on every ``hedge_after`` seconds while somebody still waits (at most
+``max_attempts`` in the air: the oldest makes way). The first attempt to
+succeed serves everyone and the others are cancelled; the flight fails only
+when every attempt has. That is what lets the next
 caller after an endpoint recovers get its answer within about one round
 trip, instead of waiting for a dead attempt's timeout.
+
+Hedges draw on one budget for the whole process (:class:`HedgeBudget`, as
+gRPC throttles its retries): ten to start with, and a tenth more for every
+flight that lands without one. A lost request among healthy ones is hedged at
+once; an overloaded endpoint, or attempts queued behind a connection limit,
+where every flight is slow, get a hedge for one flight in ten at most instead
+of doubling the load on what is already struggling.
 
 One flight per event loop: a loop never waits on another's, and a loop that
 closes with a flight in the air leaves nothing behind for the next one.
@@ -34,6 +43,35 @@ HEDGE_AFTER = 3.0
 
 #: Attempts in the air at once, at most, per flight.
 MAX_ATTEMPTS = 3
+
+
+class HedgeBudget:
+    """Hedges the whole process may still make; see the module docstring.
+
+    Args:
+        most (float): The budget's ceiling, and where it starts.
+        earned (float): What a flight that landed without a hedge adds.
+    """
+
+    def __init__(self, most: float = 10.0, earned: float = 0.1) -> None:
+        self.most = most
+        self.earned = earned
+        self.left = most
+
+    def spend(self) -> bool:
+        """Take one hedge from the budget, if there is one left."""
+        if self.left < 1:
+            return False
+        self.left -= 1
+        return True
+
+    def earn(self) -> None:
+        """A flight landed on its first attempt."""
+        self.left = min(self.most, self.left + self.earned)
+
+
+#: The budget every flight of the process draws on.
+BUDGET = HedgeBudget()
 
 
 class Flight(Generic[_T]):
@@ -105,8 +143,18 @@ class Flight(Generic[_T]):
         self._hedge_timer = None
         if self.result.done() or not self._waiters or self._next is None:
             return  # the next waiter schedules it again
-        if len(self._attempts) < self._max_attempts:
-            self.attempt(self._next, self._next_note)
+        if not BUDGET.spend():
+            # Overloaded, most likely: the attempts in the air are waited for,
+            # and the budget looked at again later.
+            self._hedge_timer = self._loop.call_later(self._hedge_after, self._hedge)
+            return
+        if len(self._attempts) >= self._max_attempts:
+            # All lost, most likely: the oldest makes way, so that attempts
+            # stay few and the newest waiter's still goes out.
+            oldest = next(iter(self._attempts))
+            del self._attempts[oldest]
+            oldest.cancel()
+        self.attempt(self._next, self._next_note)
         self._schedule_hedge()
 
     def _attempt_done(self, task: asyncio.Task[_T]) -> None:
@@ -121,6 +169,8 @@ class Flight(Generic[_T]):
             return
         failure = task.exception()
         if failure is None:
+            if len(self.notes) == 1:
+                BUDGET.earn()
             self.result.set_result(task.result())
             for other in self._attempts:  # lost, or just slower: not needed
                 other.cancel()
@@ -145,15 +195,16 @@ class SingleFlight(Generic[_T]):
     """At most one flight of a job per event loop; see the module docstring.
 
     Args:
-        hedge_after (float): Seconds an attempt runs, while somebody waits,
-            before another starts beside it.
+        hedge_after (Optional[float]): Seconds an attempt runs, while somebody
+            waits, before another starts beside it; :data:`HEDGE_AFTER` as it
+            is when a flight starts, if None.
         max_attempts (int): Attempts in the air at once, at most.
     """
 
     __slots__ = ("__weakref__", "_flights", "_hedge_after", "_max_attempts")
 
     def __init__(
-        self, *, hedge_after: float = HEDGE_AFTER, max_attempts: int = MAX_ATTEMPTS
+        self, *, hedge_after: float | None = None, max_attempts: int = MAX_ATTEMPTS
     ) -> None:
         self._flights: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, Flight[_T]
@@ -177,9 +228,8 @@ class SingleFlight(Generic[_T]):
         if flight is not None:
             return flight
         loop = asyncio.get_running_loop()
-        flight = self._flights[loop] = Flight(
-            loop, self._hedge_after, self._max_attempts
-        )
+        hedge_after = HEDGE_AFTER if self._hedge_after is None else self._hedge_after
+        flight = self._flights[loop] = Flight(loop, hedge_after, self._max_attempts)
         flight.result.add_done_callback(lambda _: self._landed(loop, flight))
         flight.attempt(job, note)
         return flight

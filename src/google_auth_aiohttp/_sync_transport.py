@@ -7,11 +7,11 @@ the session's proxy, ``trust_env`` and SSL settings apply), and its result
 handed back to the waiting thread. The event loop never blocks and
 ``requests`` is not needed.
 
-Every blocking call gets a thread of its own, named ``google-auth-aiohttp``,
-never the loop's default executor and never a fixed pool: a thousand
+Every blocking call gets a thread of its own (:func:`live_threads` counts
+them), never the loop's default executor and never a fixed pool: a thousand
 credentials refreshing at once are a thousand threads waiting on the loop,
 and four stalled token endpoints cannot make a fifth tenant queue behind
-them. The threads are daemons, so none holds up the process's exit.
+them. Like daemons, the threads hold up no exit.
 
 When the awaiting coroutine is cancelled (a ``refresh_timeout``, a hedged
 attempt that lost, the loop shutting down), the thread's HTTP call is
@@ -22,6 +22,7 @@ than sleeping through google-auth's backoff and trying again.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures
 import contextlib
@@ -44,9 +45,6 @@ from google_auth_aiohttp._transport import (
 # Beyond the request's own timeout, how long a thread waits for the event
 # loop to answer before deciding it has gone away.
 _LOOP_GRACE = 10.0
-
-#: The name of every thread this package starts.
-THREAD_NAME = "google-auth-aiohttp"
 
 _T = TypeVar("_T")
 
@@ -95,13 +93,45 @@ async def call_blocking(function: Callable[..., _T], request: Any, *args: Any) -
         else:
             _settle(loop, outcome, result, None)
 
-    threading.Thread(target=work, name=THREAD_NAME, daemon=True).start()
+    _start_thread(work)
     try:
         return await outcome
     except asyncio.CancelledError:
         if isinstance(sync_request, LoopRequest):
             sync_request.abort()
         raise
+
+
+_live_threads = 0
+_live_lock = threading.Lock()
+
+
+def live_threads() -> int:
+    """How many of the package's threads are running now."""
+    return _live_threads
+
+
+def _start_thread(work: Callable[[], None]) -> None:
+    """Run ``work()`` in a new thread, without waiting for it to start.
+
+    ``threading.Thread.start()`` waits until the new thread runs; on a loop
+    starting a thousand refreshes at once, with other threads holding the
+    GIL, that wait alone held the loop for half a second. A bare thread is
+    started in microseconds, and, like a daemon, holds up no exit.
+    """
+
+    def counted() -> None:
+        global _live_threads
+        try:
+            work()
+        finally:
+            with _live_lock:
+                _live_threads -= 1
+
+    global _live_threads
+    with _live_lock:
+        _live_threads += 1
+    _thread.start_new_thread(counted, ())
 
 
 def _settle(

@@ -47,29 +47,34 @@ import asyncio
 import base64
 import datetime
 import json
+import math
 import os
 import re
 import time
 import warnings
-import weakref
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 from google.auth import exceptions, impersonated_credentials, jwt
 
+from google_auth_aiohttp._checks import seconds
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._private import impersonation_source
 from google_auth_aiohttp._refresh import Route, refresher_for
+from google_auth_aiohttp._single_flight import SingleFlight
 from google_auth_aiohttp._sync_transport import call_blocking
 from google_auth_aiohttp._transport import ReadResponse, Request
 
 __all__ = [
     "CLAIMS",
+    "DEFAULT_CERTS_TIMEOUT",
     "GOOGLE_APIS_CERTS_URL",
     "GOOGLE_OAUTH2_CERTS_URL",
     "REQUEST_KEY",
+    "RETRY_AFTER_FAILURE",
+    "REVALIDATE_WAIT",
+    "STALE_IF_ERROR",
     "UNKNOWN_KEY_COOLDOWN",
     "fetch_id_token",
     "fetch_id_token_credentials",
@@ -91,6 +96,21 @@ GOOGLE_APIS_CERTS_URL = (
 
 #: Seconds between two refetches caused by unknown key ids, per certificates URL.
 UNKNOWN_KEY_COOLDOWN = 5.0
+
+#: Seconds a certificate fetch may take, unless ``certs_timeout`` says otherwise.
+DEFAULT_CERTS_TIMEOUT = 10.0
+
+#: Seconds past their ``max-age`` that cached keys keep verifying while the
+#: certificates endpoint fails or stalls (stale-if-error).
+STALE_IF_ERROR = 86400.0
+
+#: Seconds a verification waits for a scheduled refetch before verifying with
+#: the keys it has (a token whose key id they hold).
+REVALIDATE_WAIT = 1.0
+
+#: Seconds after a failed refetch before another is tried, while cached keys
+#: still verify.
+RETRY_AFTER_FAILURE = 5.0
 
 _GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 _MAX_AGE = re.compile(r"max-age=(\d+)")
@@ -255,6 +275,8 @@ async def verify_token(
     audience: str | Collection[str] | None = None,
     certs_url: str = GOOGLE_OAUTH2_CERTS_URL,
     clock_skew_in_seconds: int = 0,
+    *,
+    certs_timeout: float = DEFAULT_CERTS_TIMEOUT,
 ) -> dict[str, Any]:
     """Verify an ID token issued by Google, and return its claims.
 
@@ -267,20 +289,26 @@ async def verify_token(
         certs_url (str): Where the public keys are published: a JSON object
             of key id to PEM certificate or public key.
         clock_skew_in_seconds (int): Leeway for ``iat`` and ``exp``.
+        certs_timeout (float): Seconds a certificate fetch may take.
 
     Returns:
         Mapping[str, Any]: The token's claims.
 
     Raises:
-        ValueError: If the token is malformed, its signature does not verify,
-            or its audience or times are wrong (google-auth's
-            ``InvalidValue``/``MalformedError`` are both).
-        google.auth.exceptions.TransportError: If the certificates could not
-            be fetched.
+        ValueError: If the token is not a str or bytes, is malformed, its
+            signature does not verify, or its audience or times are wrong
+            (google-auth's ``InvalidValue``/``MalformedError`` are both).
+        google.auth.exceptions.TransportError: If no usable certificates could
+            be had: the token could not be checked either way.
     """
+    if not isinstance(id_token, (str, bytes)):
+        raise ValueError(
+            f"The ID token must be a str or bytes, not {type(id_token).__name__}."
+        )
+    seconds("certs_timeout", certs_timeout)
     token = id_token.decode() if isinstance(id_token, bytes) else id_token
     key_id = _key_id(token)
-    certs = await _cache_for(certs_url).certs(request, key_id)
+    certs = await _cache_for(certs_url).certs(request, key_id, certs_timeout)
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -298,6 +326,8 @@ async def verify_oauth2_token(
     request: Callable[..., Awaitable[Any]],
     audience: str | Collection[str] | None = None,
     clock_skew_in_seconds: int = 0,
+    *,
+    certs_timeout: float = DEFAULT_CERTS_TIMEOUT,
 ) -> dict[str, Any]:
     """Verify an OAuth 2.0 ID token issued by Google's accounts service.
 
@@ -313,6 +343,7 @@ async def verify_oauth2_token(
         audience=audience,
         certs_url=GOOGLE_OAUTH2_CERTS_URL,
         clock_skew_in_seconds=clock_skew_in_seconds,
+        certs_timeout=certs_timeout,
     )
     if claims.get("iss") not in _GOOGLE_ISSUERS:
         raise exceptions.GoogleAuthError(
@@ -326,6 +357,8 @@ async def verify_firebase_token(
     request: Callable[..., Awaitable[Any]],
     audience: str | Collection[str] | None = None,
     clock_skew_in_seconds: int = 0,
+    *,
+    certs_timeout: float = DEFAULT_CERTS_TIMEOUT,
 ) -> dict[str, Any]:
     """Verify an ID token issued by Firebase; see :func:`verify_token`."""
     return await verify_token(
@@ -334,6 +367,7 @@ async def verify_firebase_token(
         audience=audience,
         certs_url=GOOGLE_APIS_CERTS_URL,
         clock_skew_in_seconds=clock_skew_in_seconds,
+        certs_timeout=certs_timeout,
     )
 
 
@@ -343,6 +377,7 @@ def middleware(
     certs_url: str = GOOGLE_OAUTH2_CERTS_URL,
     allowed_emails: Collection[str] | None = None,
     clock_skew_in_seconds: int = 0,
+    certs_timeout: float = DEFAULT_CERTS_TIMEOUT,
 ) -> Any:
     """An ``aiohttp.web`` middleware that admits only Google-signed requests.
 
@@ -350,7 +385,10 @@ def middleware(
     ``audience`` is answered 401 with ``WWW-Authenticate: Bearer``, and the
     handler never runs; one whose ``email`` claim is not in ``allowed_emails``
     (when given) is answered 403. Otherwise the handler runs with the
-    verified claims at ``request["google_id_token"]``.
+    verified claims at ``request["google_id_token"]``. When the token cannot
+    be checked at all (no usable certificates: the endpoint failed before any
+    were cached, or for longer than :data:`STALE_IF_ERROR`), the answer is 503
+    with ``Retry-After``, so that Pub/Sub and Cloud Tasks deliver again later.
 
     Args:
         audience (Union[str, Collection[str]]): The audience the tokens must
@@ -359,10 +397,12 @@ def middleware(
         allowed_emails (Optional[Collection[str]]): The callers admitted, by
             their token's ``email`` claim; None admits any valid token.
         clock_skew_in_seconds (int): Leeway for ``iat`` and ``exp``.
+        certs_timeout (float): Seconds a certificate fetch may take.
 
     Returns:
         Callable: The middleware, for ``web.Application(middlewares=[...])``.
     """
+    seconds("certs_timeout", certs_timeout)
     allowed = None if allowed_emails is None else frozenset(allowed_emails)
 
     @web.middleware
@@ -380,6 +420,22 @@ def middleware(
                 audience=audience,
                 certs_url=certs_url,
                 clock_skew_in_seconds=clock_skew_in_seconds,
+                certs_timeout=certs_timeout,
+            )
+        except exceptions.TransportError as caught:
+            LOGGER.warning(
+                "Could not check the ID token of %s %s: %s",
+                request.method,
+                request.path,
+                caught,
+            )
+            return web.json_response(
+                {
+                    "error": "temporarily_unavailable",
+                    "error_description": "The token could not be checked now.",
+                },
+                status=503,
+                headers={"Retry-After": str(int(RETRY_AFTER_FAILURE))},
             )
         except (ValueError, exceptions.GoogleAuthError) as caught:
             LOGGER.debug("Refused %s %s: %s", request.method, request.path, caught)
@@ -450,66 +506,149 @@ def _without(token: str, caught: BaseException) -> BaseException:
         return ValueError(cleaned)
 
 
-@dataclass
 class _Certificates:
-    """The public keys published at one URL, and when to fetch them again."""
+    """The public keys published at one URL, and when to fetch them again.
 
-    url: str
-    keys: dict[str, str] = field(default_factory=dict)
-    fresh_until: float = 0.0  # time.monotonic()
-    unknown_key_fetch_at: float = float("-inf")
-    fetching: weakref.WeakKeyDictionary[
-        asyncio.AbstractEventLoop, asyncio.Task[None]
-    ] = field(default_factory=weakref.WeakKeyDictionary)
+    Keys are fresh for the endpoint's ``max-age``. After it, the next
+    verification refetches them, and every verification that arrives
+    meanwhile joins that one fetch. If the fetch fails, or has not landed
+    within :data:`REVALIDATE_WAIT` seconds, a token whose key id the cached
+    keys hold is verified with them (stale-if-error, for up to
+    :data:`STALE_IF_ERROR` seconds past ``max-age``; logged), and no new
+    fetch is tried for :data:`RETRY_AFTER_FAILURE` seconds. A token whose key
+    id the cache does not know waits for a refetch (a rotation); such
+    refetches start at most once every :data:`UNKNOWN_KEY_COOLDOWN` seconds,
+    but one already in the air is always waited for.
+    """
+
+    __slots__ = (
+        "fetches",
+        "fresh_until",
+        "keys",
+        "retry_at",
+        "unknown_fetch_at",
+        "url",
+    )
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.keys: dict[str, str] = {}
+        # All in time.monotonic().
+        self.fresh_until = -math.inf
+        self.retry_at = -math.inf
+        self.unknown_fetch_at = -math.inf
+        self.fetches: SingleFlight[None] = SingleFlight()
 
     async def certs(
-        self, request: Callable[..., Awaitable[Any]], key_id: str | None
+        self, request: Callable[..., Awaitable[Any]], key_id: str | None, timeout: float
     ) -> Mapping[str, str]:
+        """The keys to verify a token signed with ``key_id`` with.
+
+        Raises:
+            google.auth.exceptions.TransportError: If no usable keys could be had.
+        """
         now = time.monotonic()
+        known = bool(self.keys) and (key_id is None or key_id in self.keys)
         if now < self.fresh_until:
-            if key_id is None or key_id in self.keys:
+            if known:
                 return self.keys
-            if now - self.unknown_key_fetch_at < UNKNOWN_KEY_COOLDOWN:
-                return self.keys  # the signature check will say it is unknown
-            self.unknown_key_fetch_at = now
-        await self._fetch(request)
+            # An unknown key id: Google may have rotated its keys. A refetch
+            # in the air is waited for; else one starts, unless one did lately.
+            if self.fetches.current() is None:
+                if now < self.retry_at:
+                    raise exceptions.TransportError(
+                        f"The certificates at {safe_url(self.url)} failed moments "
+                        "ago; the token's key cannot be checked now."
+                    )
+                if now - self.unknown_fetch_at < UNKNOWN_KEY_COOLDOWN:
+                    return self.keys  # the signature check will say it is unknown
+                self.unknown_fetch_at = now
+            await self._fetch(request, timeout)
+            return self.keys
+        if not known or now >= self.fresh_until + STALE_IF_ERROR:
+            await self._fetch(request, timeout)  # nothing else to verify with
+            return self.keys
+        if now < self.retry_at:
+            return self.keys  # the last refetch failed moments ago
+        try:
+            async with asyncio.timeout(min(timeout, REVALIDATE_WAIT)):
+                await self._fetch(request, timeout)
+        except TimeoutError:
+            LOGGER.warning(
+                "The certificates at %s are slow to answer; verifying with the "
+                "keys cached %.0fs past their max-age meanwhile.",
+                safe_url(self.url),
+                now - self.fresh_until,
+            )
+        except exceptions.TransportError:
+            pass  # logged where it failed; the cached keys keep verifying
         return self.keys
 
-    async def _fetch(self, request: Callable[..., Awaitable[Any]]) -> None:
+    async def _fetch(
+        self, request: Callable[..., Awaitable[Any]], timeout: float
+    ) -> None:
         """One fetch at a time per event loop; concurrent callers share it."""
-        loop = asyncio.get_running_loop()
-        task = self.fetching.get(loop)
-        if task is None:
-            task = loop.create_task(self._download(request))
-            self.fetching[loop] = task
-            task.add_done_callback(lambda _: self.fetching.pop(loop, None))
-        await asyncio.shield(task)
+        await self.fetches.run(lambda: self._download(request, timeout))
 
-    async def _download(self, request: Callable[..., Awaitable[Any]]) -> None:
-        LOGGER.debug("Fetching ID token certificates from %s.", safe_url(self.url))
-        response = await request(self.url, method="GET")
-        body = await response.content()
-        if response.status != 200:
-            raise exceptions.TransportError(
-                f"Could not fetch the certificates at {safe_url(self.url)}: "
-                f"status {response.status}."
-            )
+    async def _download(
+        self, request: Callable[..., Awaitable[Any]], timeout: float
+    ) -> None:
+        where = safe_url(self.url)
+        LOGGER.debug("Fetching ID token certificates from %s.", where)
         try:
-            keys = json.loads(body)
-        except ValueError as caught:
-            raise exceptions.TransportError(
-                f"The certificates at {safe_url(self.url)} are not JSON."
-            ) from caught
-        if not isinstance(keys, dict) or not all(
-            isinstance(value, str) for value in keys.values()
-        ):
-            raise exceptions.TransportError(
-                f"The certificates at {safe_url(self.url)} are not a JSON object "
-                "of key id to PEM."
+            async with asyncio.timeout(timeout):
+                response = await request(self.url, method="GET")
+                body = await response.content()
+            keys, max_age = _parse_certificates(
+                response.status, response.headers, body, where
             )
-        match = _MAX_AGE.search(response.headers.get("Cache-Control", ""))
+        except TimeoutError as caught:
+            self._failed(f"took longer than certs_timeout={timeout:g}s")
+            raise exceptions.TransportError(
+                f"Fetching the certificates at {where} took longer than "
+                f"certs_timeout={timeout:g}s."
+            ) from caught
+        except exceptions.GoogleAuthError as caught:
+            self._failed(str(caught))
+            raise
         self.keys = keys
-        self.fresh_until = time.monotonic() + (int(match.group(1)) if match else 0)
+        self.fresh_until = time.monotonic() + max_age
+        self.retry_at = -math.inf
+
+    def _failed(self, why: str) -> None:
+        self.retry_at = time.monotonic() + RETRY_AFTER_FAILURE
+        if self.keys:
+            LOGGER.warning(
+                "Could not refetch the certificates at %s (%s); the cached keys "
+                "keep verifying for up to %ss past their max-age.",
+                safe_url(self.url),
+                why,
+                STALE_IF_ERROR,
+            )
+
+
+def _parse_certificates(
+    status: int, headers: Mapping[str, str], body: bytes, where: str
+) -> tuple[dict[str, str], int]:
+    """The keys of a certificates answer, and their ``max-age``."""
+    if status != 200:
+        raise exceptions.TransportError(
+            f"Could not fetch the certificates at {where}: status {status}."
+        )
+    try:
+        keys = json.loads(body)
+    except ValueError as caught:
+        raise exceptions.TransportError(
+            f"The certificates at {where} are not JSON."
+        ) from caught
+    if not isinstance(keys, dict) or not all(
+        isinstance(value, str) for value in keys.values()
+    ):
+        raise exceptions.TransportError(
+            f"The certificates at {where} are not a JSON object of key id to PEM."
+        )
+    match = _MAX_AGE.search(headers.get("Cache-Control", ""))
+    return keys, int(match.group(1)) if match else 0
 
 
 _CACHES: dict[str, _Certificates] = {}
