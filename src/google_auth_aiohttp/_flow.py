@@ -76,6 +76,13 @@ class RedirectNotes(Protocol):
         """
 
 
+class CallLimits(Protocol):
+    """What a host knows of the time one call may take."""
+
+    def wait_until(self) -> float | None:
+        """When, in ``loop.time()``, the call stops waiting for a refresh, if ever."""
+
+
 class AuthFlow:
     """Authorizes requests with one credentials object; see the module docstring.
 
@@ -166,7 +173,7 @@ class AuthFlow:
         retry: Retry | None = None,
         deadline: float | None = None,
         redirects: RedirectNotes | None = None,
-        wait_until: float | None = None,
+        limits: CallLimits | None = None,
     ) -> Awaitable[ClientResponse]:
         """Return the awaitable that sends ``request`` through the flow.
 
@@ -181,9 +188,8 @@ class AuthFlow:
                 ``loop.time()``; no retry waits past it.
             redirects (Optional[RedirectNotes]): Told of every redirect
                 response, for a host that must recognise the next hop.
-            wait_until (Optional[float]): When, in ``loop.time()``, the call
-                stops waiting for a refresh; None for the session's own
-                total timeout from now.
+            limits (Optional[CallLimits]): When the call stops waiting for a
+                refresh; without it, the session's own total timeout from now.
 
         Returns:
             Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
@@ -191,13 +197,13 @@ class AuthFlow:
         if current_trail() is not None:  # a credentials request
             return handler(request)
         if retry is None or request.method not in retry.methods:
-            return self._attempt(request, handler, asked_origin, redirects, wait_until)
+            return self._attempt(request, handler, asked_origin, redirects, limits)
         attempt = partial(
             self._attempt,
             handler=handler,
             asked_origin=asked_origin,
             redirects=redirects,
-            wait_until=wait_until,
+            limits=limits,
         )
         return send_with_retries(request, attempt, retry, deadline)
 
@@ -207,7 +213,7 @@ class AuthFlow:
         handler: ClientHandlerType,
         asked_origin: URL | None,
         redirects: RedirectNotes | None,
-        wait_until: float | None,
+        limits: CallLimits | None,
     ) -> ClientResponse:
         """Send ``request`` once, authorized if it goes to the asked origin.
 
@@ -224,7 +230,7 @@ class AuthFlow:
         else:
             fresh = self._refresher.kept_headers()  # steady state: no google-auth
             if fresh is None:
-                fresh = await self._credentials_headers(request, wait_until)
+                fresh = await self._credentials_headers(request, limits)
                 _still_open(request)
             added, sent_token = fresh
             if _API_CLIENT in added and _API_CLIENT in request.headers:
@@ -235,7 +241,7 @@ class AuthFlow:
             response = await handler(request)
             if response.status in self._refresh_status_codes:
                 response = await self._refresh_and_resend(
-                    request, handler, response, sent_token, sent_cert, wait_until
+                    request, handler, response, sent_token, sent_cert, limits
                 )
         if redirects is not None and response.status in REDIRECT_STATUSES:
             redirects.add(request, response, asked_origin)
@@ -255,14 +261,14 @@ class AuthFlow:
         return route
 
     def _credentials_headers(
-        self, request: ClientRequest, wait_until: float | None
+        self, request: ClientRequest, limits: CallLimits | None
     ) -> Awaitable[tuple[dict[str, str], Any]]:
         """The headers the credentials add, after any refresh needed, and the token."""
         return self._refresher.headers(
             self._route(request.session),
             request.method,
             str(request.url),
-            _waits_until(request, wait_until),
+            _waits_until(request, limits),
         )
 
     def _must_resend(self, request: ClientRequest, response: ClientResponse) -> bool:
@@ -280,7 +286,7 @@ class AuthFlow:
         response: ClientResponse,
         sent_token: Any,
         sent_cert: bytes | None,
-        wait_until: float | None,
+        limits: CallLimits | None,
     ) -> ClientResponse:
         """Refresh and re-send while the response says the token was rejected."""
         attempt = 0
@@ -301,9 +307,9 @@ class AuthFlow:
             await self._refresher.after_rejection(
                 self._route(request.session),
                 sent_token,
-                _waits_until(request, wait_until),
+                _waits_until(request, limits),
             )
-            added, sent_token = await self._credentials_headers(request, wait_until)
+            added, sent_token = await self._credentials_headers(request, limits)
             _still_open(request)
             _merge_headers(request.headers, added)
             sent_cert = None if self._mtls is None else self._mtls.cert
@@ -345,10 +351,12 @@ def _still_open(request: ClientRequest) -> None:
         )
 
 
-def _waits_until(request: ClientRequest, wait_until: float | None) -> float | None:
+def _waits_until(request: ClientRequest, limits: CallLimits | None) -> float | None:
     """When the call of ``request`` stops waiting for a refresh, in ``loop.time()``."""
-    if wait_until is not None or request.session is None:
-        return wait_until
+    if limits is not None:
+        return limits.wait_until()
+    if request.session is None:
+        return None
     total = request.session.timeout.total
     if not total:
         return None  # no total limit: only each refresh attempt's own bound

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from typing import Any
@@ -119,6 +120,7 @@ with warnings.catch_warnings():
                 "_mtls",
                 "_refresh_settings",
                 "_retry",
+                "_total_timeout",
             )
         )
 
@@ -177,6 +179,7 @@ with warnings.catch_warnings():
             assert self.connector is not None  # made by ClientSession if None
             self._lease = _Lease(self.connector, owns_connector)
             self._refresh_settings = refresh_settings
+            self._total_timeout = self.timeout.total
             self._flow = flow
             self._mtls = mtls
             self._retry = retry
@@ -372,8 +375,10 @@ with warnings.catch_warnings():
 
         def _total(self, kwargs: Mapping[str, Any]) -> float | None:
             """The call's total timeout: its own, or the session's."""
-            timeout = kwargs.get("timeout", self.timeout)
-            return timeout.total if isinstance(timeout, aiohttp.ClientTimeout) else None
+            timeout = kwargs.get("timeout")
+            if isinstance(timeout, aiohttp.ClientTimeout):
+                return timeout.total
+            return self._total_timeout
 
         def _verb(
             self,
@@ -391,7 +396,7 @@ with warnings.catch_warnings():
                 return self.request(
                     method, url, allow_redirects=allow_redirects, **kwargs
                 )
-            call = _Call(self._flow, self._retry, None, self.timeout.total)
+            call = _Call(self._flow, self._retry, None, self._total_timeout)
             return RequestContextManager(
                 session_request(
                     self,
@@ -471,7 +476,7 @@ class _Call:
     its first request, or its ``max_allowed_time``.
     """
 
-    __slots__ = ("_deadline", "_first_url", "_flow", "_retry", "_total", "_wait_until")
+    __slots__ = ("_deadline", "_first_url", "_flow", "_retry", "_started", "_total")
 
     def __init__(
         self,
@@ -485,7 +490,7 @@ class _Call:
         self._deadline = deadline
         self._total = total
         self._first_url: URL | None = None
-        self._wait_until: float | None = None
+        self._started = 0.0
 
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
@@ -494,29 +499,25 @@ class _Call:
         if first_url is None:
             self._first_url = request.url
             asked_origin = None  # this request's own
-            self._wait_until = _wait_until(self._deadline, self._total)
+            self._started = time.monotonic()  # where aiohttp's timer started
         else:
             asked_origin = first_url.origin()
         return self._flow.send(
-            request,
-            handler,
-            asked_origin,
-            self._retry,
-            self._deadline,
-            wait_until=self._wait_until,
+            request, handler, asked_origin, self._retry, self._deadline, None, self
         )
 
+    def wait_until(self) -> float | None:
+        """When, in ``loop.time()``, this call stops waiting for a refresh.
 
-def _wait_until(deadline: float | None, total: float | None) -> float | None:
-    """When a call that starts now stops waiting for a refresh, if ever.
-
-    A little before aiohttp's own timer fires, so that the caller learns what
-    it waited for rather than getting a bare TimeoutError().
-    """
-    if total:
-        ends = asyncio.get_running_loop().time() + total
-        deadline = ends if deadline is None else min(deadline, ends)
-    return None if deadline is None else deadline - WAIT_MARGIN
+        A little before aiohttp's own timer fires, so that the caller learns
+        what it waited for rather than getting a bare TimeoutError().
+        """
+        deadline = self._deadline
+        if self._total:
+            elapsed = time.monotonic() - self._started
+            ends = asyncio.get_running_loop().time() + self._total - elapsed
+            deadline = ends if deadline is None else min(deadline, ends)
+        return None if deadline is None else deadline - WAIT_MARGIN
 
 
 class _Lease:
