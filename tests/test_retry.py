@@ -16,6 +16,8 @@ from aiohttp import web
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession, Retry
 
 FAST = Retry(attempts=4, initial=0.01, maximum=0.05)
+# Waits as long as a Retry-After of a few seconds asks.
+PATIENT = Retry(attempts=2, initial=0.01, maximum=5)
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ async def test_retry_after_seconds_is_honoured(
 ) -> None:
     url, _ = flaky
     started = time.monotonic()
-    async with session.get(f"{url}/r?fail=1&retry_after=1") as response:
+    async with session.get(f"{url}/r?fail=1&retry_after=1", retry=PATIENT) as response:
         assert response.status == 200
     assert time.monotonic() - started >= 1
 
@@ -106,7 +108,8 @@ async def test_retry_after_http_date_is_honoured(
     url, _ = flaky
     when = email.utils.formatdate(time.time() + 2, usegmt=True)
     started = time.monotonic()
-    async with session.get(f"{url}/h", params={"fail": "1", "retry_after": when}) as r:
+    params = {"fail": "1", "retry_after": when}
+    async with session.get(f"{url}/h", params=params, retry=PATIENT) as r:
         assert r.status == 200
     assert time.monotonic() - started >= 0.9  # HTTP dates have 1 s resolution
 
@@ -116,7 +119,9 @@ async def test_no_retry_past_max_allowed_time(
 ) -> None:
     url, seen = flaky
     started = time.monotonic()
-    response = await session.get(f"{url}/m?fail=1&retry_after=10", max_allowed_time=1)
+    response = await session.get(
+        f"{url}/m?fail=1&retry_after=10", max_allowed_time=1, retry=Retry(maximum=60)
+    )
     assert response.status == 503  # the last response, at once
     response.release()
     assert time.monotonic() - started < 0.5
@@ -176,7 +181,8 @@ def test_backoff_is_full_jitter_under_a_growing_ceiling() -> None:
         delays = [retry.backoff(number) for _ in range(200)]
         assert all(0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling / 2  # spread over the range, not fixed
-    assert retry.backoff(0, "7") == 7.0
+    assert retry.backoff(0, "4") == 4.0
+    assert retry.backoff(0, "7") == 5.0  # capped by the maximum
 
 
 def test_bad_policies_are_rejected(credentials: Any) -> None:
@@ -220,10 +226,29 @@ async def test_retry_after_that_is_not_delay_seconds_is_ignored(
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("0", 0.0), ("7", 7.0), (" 12 ", 12.0), ("120", 120.0)],
+    [("0", 0.0), ("7", 7.0), (" 12 ", 12.0), ("59", 59.0)],
 )
 def test_retry_after_delay_seconds_are_digits(header: str, seconds: float) -> None:
     assert Retry(initial=0).backoff(0, header) == seconds
+
+
+@pytest.mark.parametrize("header", ["86400", "120"])
+def test_retry_after_is_capped_by_the_maximum(header: str) -> None:
+    assert Retry(initial=0).backoff(0, header) == 60.0  # the default maximum
+    assert Retry(initial=0, maximum=5).backoff(3, header) == 5.0
+    in_a_day = email.utils.formatdate(time.time() + 86400, usegmt=True)
+    assert Retry(maximum=5).backoff(0, in_a_day) == 5.0
+
+
+async def test_a_retry_after_of_a_day_does_not_park_the_caller(
+    flaky: tuple[str, Counter[str]], session: AuthorizedSession
+) -> None:
+    url, seen = flaky
+    started = time.monotonic()
+    async with session.get(f"{url}/day?fail=1&retry_after=86400") as response:
+        assert response.status == 200  # retried after maximum=0.05 s
+    assert time.monotonic() - started < 1
+    assert seen["day"] == 2
 
 
 def test_backoff_never_overflows_whatever_the_attempt_count() -> None:

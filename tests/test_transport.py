@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import time
 import zlib
 from typing import Any
 
@@ -15,6 +16,7 @@ from google.auth import exceptions
 
 from google_auth_aiohttp import Request, Response
 from google_auth_aiohttp._decoding import decode_body
+from google_auth_aiohttp._transport import MAX_BODY
 from google_auth_aiohttp.testing import GoogleEmulator
 
 
@@ -153,9 +155,9 @@ def test_brotli_without_a_decoder_says_what_to_install() -> None:
         import brotli  # type: ignore[import-not-found]
     except ImportError:
         with pytest.raises(exceptions.TransportError, match="Install 'brotli'"):
-            decode_body(b"\x0b\x02\x80abc\x03", "br")
+            decode_body(b"\x0b\x02\x80abc\x03", "br", 100)
     else:
-        assert decode_body(brotli.compress(b"abc"), "br") == b"abc"
+        assert decode_body(brotli.compress(b"abc"), "br", 100) == b"abc"
 
 
 async def test_response_exposes_status_reason_headers_and_stream(
@@ -188,3 +190,32 @@ async def test_kwargs_pass_through_to_the_session(google: GoogleEmulator) -> Non
         )
         assert response.status == 400
     assert seen == ["1"]
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_a_compression_bomb_is_refused_without_decoding_it_all(
+    serve: Any, coding: str
+) -> None:
+    # 1 GiB of zeros, sent as about 1 MiB: decoded, it would be a gibibyte.
+    compressor = (
+        zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        if coding == "gzip"
+        else zlib.compressobj(9)
+    )
+    chunk = bytes(1 << 20)
+    bomb = b"".join(compressor.compress(chunk) for _ in range(1024))
+    bomb += compressor.flush()
+    assert len(bomb) < MAX_BODY
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=bomb, headers={"Content-Encoding": coding})
+
+    app = web.Application()
+    app.router.add_get("/bomb", handler)
+    url = await serve(app) + "/bomb"
+    async with Request() as request:
+        response = await request(url)
+        started = time.perf_counter()
+        with pytest.raises(exceptions.TransportError, match="decodes .* to more than"):
+            await response.content()
+        assert time.perf_counter() - started < 0.5  # it stopped at the cap

@@ -37,7 +37,8 @@ class Retry:
     failed with a connection error, if its method is one of ``methods`` and its
     body can be sent twice. Before each new attempt it waits a random time
     between 0 and ``min(maximum, initial * multiplier ** n)`` ("full jitter"),
-    or what the server's ``Retry-After`` asks if that is longer, and never past
+    or what the server's ``Retry-After`` asks if that is longer (but never more
+    than ``maximum``), and never past
     the call's ``max_allowed_time``: then the last response is returned::
 
         from google_auth_aiohttp import AuthorizedSession, Retry
@@ -96,14 +97,16 @@ class Retry:
         Args:
             retry_number (int): How many retries came before this one.
             retry_after (Optional[str]): The response's ``Retry-After`` header:
-                seconds, or an HTTP date.
+                seconds, or an HTTP date; honoured up to ``maximum``.
 
         Returns:
             float: Seconds to wait.
         """
         delay = random.uniform(0, self._ceiling(retry_number))
         asked = _parse_retry_after(retry_after)
-        return delay if asked is None else max(delay, asked)
+        # A server's ask is honoured up to the policy's ceiling, as urllib3
+        # caps it: "Retry-After: 86400" must not park a caller for a day.
+        return delay if asked is None else min(max(delay, asked), self.maximum)
 
     def _ceiling(self, retry_number: int) -> float:
         """``min(maximum, initial * multiplier ** retry_number)``, never overflowing."""

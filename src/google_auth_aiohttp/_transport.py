@@ -148,11 +148,13 @@ class Response(google_transport.Response):
 
         Raises:
             google.auth.exceptions.TransportError: If the body cannot be read or
-                decoded.
+                decoded, or decodes to more than 1 MiB (:data:`MAX_BODY`).
 
         """
         raw = await self.raw_content()
-        return decode_body(raw, self._response.headers.get("Content-Encoding"))
+        return decode_body(
+            raw, self._response.headers.get("Content-Encoding"), MAX_BODY
+        )
 
     def __repr__(self) -> str:
         return f"<Response [{self.status} {self.reason}]>"
