@@ -19,7 +19,10 @@ For one request the flow:
 5. sends it, and while the status is in ``refresh_status_codes`` and
    attempts remain, releases the response, refreshes once for all concurrent
    callers and sends it again with the same body. A body that cannot be read
-   twice is never re-sent: the response is returned as it is.
+   twice is never re-sent: the response is returned as it is;
+6. once a request is sent, blanks the credentials' secrets in its headers, of
+   which aiohttp's ``request_info`` (and every exception made from it) is a
+   live view.
 """
 
 from __future__ import annotations
@@ -238,7 +241,10 @@ class AuthFlow:
             else:
                 request.headers.update(added)  # the usual case, in C
             sent_cert = None if self._mtls is None else self._mtls.cert
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            finally:
+                _redact(request.headers, added)
             if response.status in self._refresh_status_codes:
                 response = await self._refresh_and_resend(
                     request, handler, response, sent_token, sent_cert, limits
@@ -313,7 +319,10 @@ class AuthFlow:
             _still_open(request)
             _merge_headers(request.headers, added)
             sent_cert = None if self._mtls is None else self._mtls.cert
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            finally:
+                _redact(request.headers, added)
         if attempt:
             # Only requests the flow acted on are logged; aiohttp's
             # TraceConfig sees every request, at no cost to the others.
@@ -340,6 +349,28 @@ class AuthFlow:
             and is_mtls_endpoint(str(request.url))
         ):
             await self._mtls.rotate_if_changed(request, sent_cert)
+
+
+#: What the credentials' secret headers read once a request is sent.
+REDACTED = "<redacted>"
+
+# Headers credentials add that are no secret; any other is redacted.
+_NOT_SECRET = frozenset((_API_CLIENT, "x-goog-user-project"))
+
+
+def _redact(headers: CIMultiDict[Any], added: dict[str, str]) -> None:
+    """Blank the credentials' secrets in a sent request's headers.
+
+    aiohttp's ``request_info`` (on the response, and in the
+    ``ClientResponseError``, ``TooManyRedirects`` and ``WSServerHandshakeError``
+    made from it) is a live view of these headers: once the request is on the
+    wire, what reprs, tracebacks and error trackers print of it holds no token.
+    The next send of the request (a re-send after a refresh, a retry) sets
+    them again.
+    """
+    for name in added:
+        if name not in _NOT_SECRET and name in headers:
+            headers[name] = REDACTED
 
 
 def _still_open(request: ClientRequest) -> None:
