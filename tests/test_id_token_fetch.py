@@ -68,16 +68,26 @@ async def test_a_service_account_key_calls_a_service_with_id_tokens(
 async def test_an_impersonation_file_gets_its_id_token_from_iam_over_aiohttp(
     google: GoogleEmulator,
     service: str,
+    other_origin: Any,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     target = "runner@emulator-project.iam.gserviceaccount.com"
+    # IAM's address, here the emulator's: google-auth's, whatever the file says.
+    monkeypatch.setattr(
+        id_token,
+        "IAM_ID_TOKEN_ENDPOINT",
+        google.iam_url("{}").replace(":generateAccessToken", ":generateIdToken"),
+    )
     _use_file(
         monkeypatch,
         tmp_path,
         {
             "type": "impersonated_service_account",
-            "service_account_impersonation_url": google.iam_url(target),
+            "service_account_impersonation_url": (
+                f"{other_origin.url}/v1/projects/-/serviceAccounts/{target}"
+                ":generateAccessToken"
+            ),
             "source_credentials": google.service_account_info(),
             "delegates": [],
         },
@@ -88,6 +98,7 @@ async def test_an_impersonation_file_gets_its_id_token_from_iam_over_aiohttp(
             assert response.status == 200
             assert (await response.json())["caller"] == target
     assert google.token_requests == 2  # the source's token, then IAM's ID token
+    assert other_origin.requests == []  # the file's address got no token
 
 
 async def test_the_metadata_server_gives_id_tokens_without_blocking_the_loop(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -9,6 +10,7 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
+from google_auth_aiohttp import _private
 from google_auth_aiohttp._private import (
     RequestContextManager,
     call_of,
@@ -141,3 +143,20 @@ def test_google_auths_service_account_internals(
     _private.sign_own_jwts(credentials, "https://api.example.test/")
     credentials.refresh(None)  # a self-signed JWT needs no token endpoint
     assert credentials.token and credentials.token.count(".") == 2
+
+
+def test_google_auths_iam_id_token_address() -> None:
+    assert _private.IAM_ID_TOKEN_ENDPOINT.format("sa@p.iam.gserviceaccount.com") == (
+        "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/"
+        "sa@p.iam.gserviceaccount.com:generateIdToken"
+    )
+
+
+async def test_request_info_is_a_live_view_of_the_requests_headers() -> None:
+    # What redacting a sent request's secrets relies on.
+    request = aiohttp.ClientRequest(
+        "GET", URL("http://127.0.0.1/"), loop=asyncio.get_running_loop()
+    )
+    info = request.request_info
+    request.headers["Authorization"] = "secret"
+    assert info.headers["Authorization"] == "secret"

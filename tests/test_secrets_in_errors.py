@@ -14,14 +14,22 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from google.auth import exceptions
+from google.oauth2 import _service_account_async, service_account
+from google.oauth2 import credentials as user_credentials
 
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
 from google_auth_aiohttp.testing import GoogleEmulator
 
+from .conftest import SCOPE
+
 Raise = Callable[[aiohttp.ClientSession, GoogleEmulator], Awaitable[Any]]
 
 
-async def _raise_for_status(session: aiohttp.ClientSession, google: GoogleEmulator) -> Any:
+async def _raise_for_status(
+    session: aiohttp.ClientSession, google: GoogleEmulator
+) -> Any:
     async with session.get(google.api_url("x?status=500"), raise_for_status=True):
         pass
 
@@ -93,3 +101,84 @@ async def test_aiohttps_exceptions_raised_through_our_clients_hold_no_token(
     assert request_info.headers["Authorization"] == "<redacted>"
     assert request_info.url.path.startswith("/api/")  # the rest is intact
     assert request_info.method == "GET"
+
+
+# -- The credentials' own requests ----------------------------------------------
+
+
+@pytest.fixture
+async def moved_token_endpoint(
+    serve: Any, google: GoogleEmulator, other_origin: Any
+) -> tuple[str, str]:
+    """A token endpoint that moved: within its origin, and to another one."""
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect(other_origin.url + "/token")
+
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect("/token")
+
+    async def token(request: web.Request) -> web.Response:
+        async with (
+            aiohttp.ClientSession() as client,
+            client.post(
+                google.token_uri,
+                data=await request.read(),
+                headers={"Content-Type": request.content_type},
+            ) as answer,
+        ):
+            return web.json_response(await answer.json(), status=answer.status)
+
+    app = web.Application()
+    app.router.add_post("/elsewhere", elsewhere)
+    app.router.add_post("/moved", moved)
+    app.router.add_post("/token", token)
+    url: str = await serve(app)
+    return url + "/elsewhere", url + "/moved"
+
+
+def _user_credentials(google: GoogleEmulator, token_uri: str) -> Any:
+    info = google.authorized_user_info()
+    return user_credentials.Credentials(
+        token=None,
+        refresh_token=info["refresh_token"],
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        token_uri=token_uri,
+    )
+
+
+def _service_account(google: GoogleEmulator, token_uri: str, family: Any) -> Any:
+    info = {**google.service_account_info(), "token_uri": token_uri}
+    return family.from_service_account_info(info, scopes=[SCOPE])
+
+
+@pytest.mark.parametrize("kind", ["user", "sync SA", "async SA"])
+async def test_a_token_request_does_not_follow_a_redirect_to_another_origin(
+    google: GoogleEmulator,
+    moved_token_endpoint: tuple[str, str],
+    other_origin: Any,
+    kind: str,
+) -> None:
+    elsewhere, moved = moved_token_endpoint
+    make: dict[str, Callable[[str], Any]] = {
+        "user": lambda uri: _user_credentials(google, uri),
+        "sync SA": lambda uri: _service_account(
+            google, uri, service_account.Credentials
+        ),
+        "async SA": lambda uri: _service_account(
+            google, uri, _service_account_async.Credentials
+        ),
+    }
+    async with AuthorizedSession(make[kind](elsewhere)) as session:
+        with pytest.raises(exceptions.TransportError) as caught:
+            await session.get(google.api_url("a"))
+    message = str(caught.value)
+    assert "another origin" in message
+    assert other_origin.url in message  # both origins are named
+    assert elsewhere.rsplit("/", 1)[0] in message
+    assert other_origin.requests == []  # the secrets never left
+    # Within its own origin, a moved endpoint is followed.
+    async with AuthorizedSession(make[kind](moved)) as session:
+        async with session.get(google.api_url("b")) as response:
+            assert response.status == 200

@@ -216,6 +216,6 @@ async def test_a_compression_bomb_is_refused_without_decoding_it_all(
     async with Request() as request:
         response = await request(url)
         started = time.perf_counter()
-        with pytest.raises(exceptions.TransportError, match="decodes .* to more than"):
+        with pytest.raises(exceptions.TransportError, match=r"decodes .* to more than"):
             await response.content()
         assert time.perf_counter() - started < 0.5  # it stopped at the cap

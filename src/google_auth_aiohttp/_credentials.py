@@ -200,7 +200,12 @@ class AioAdapter(LegacyAsyncAdapter):
         """Return google-auth's aio aiohttp Request over ``session``."""
         from google.auth.aio.transport import aiohttp as aio_transport
 
-        return functools.partial(aio_transport.Request(session), raise_for_status=False)
+        # No redirect is followed: it could carry the request elsewhere.
+        return functools.partial(
+            aio_transport.Request(session),
+            raise_for_status=False,
+            allow_redirects=False,
+        )
 
     async def apply_token(self, headers: MutableMapping[str, str]) -> None:
         """Add the token's headers (``apply`` is a coroutine in this family)."""

@@ -22,6 +22,7 @@ import google.auth
 from aiohttp import ClientRequest
 
 __all__ = [
+    "IAM_ID_TOKEN_ENDPOINT",
     "LEGACY_ASYNC_CREDENTIALS",
     "REFRESH_THRESHOLD",
     "RequestContextManager",
@@ -170,6 +171,17 @@ rotated_client_certificate: Callable[..., Any] | None = getattr(
 google_is_mtls_endpoint: Callable[[str], bool] | None = getattr(
     _mtls_helper, "is_mtls_endpoint", None
 )
+
+try:
+    from google.auth import iam as _iam
+
+    #: IAM's ``generateIdToken`` address, ``{}`` for the service account, in
+    #: the default universe (``googleapis.com``).
+    IAM_ID_TOKEN_ENDPOINT: str = _iam._IAM_IDTOKEN_ENDPOINT
+except (ImportError, AttributeError) as gone:  # pragma: no cover
+    raise _missing(
+        "google.auth.iam._IAM_IDTOKEN_ENDPOINT", _GOOGLE_AUTH, "2.45 to 2.x"
+    ) from gone
 
 try:
     from google.auth._regional_access_boundary_utils import (

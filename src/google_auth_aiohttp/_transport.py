@@ -18,6 +18,7 @@ import aiohttp
 from google.auth import exceptions
 from google.auth import transport as google_transport
 from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from google_auth_aiohttp._checks import seconds
 from google_auth_aiohttp._credentials_request import credentials_request
@@ -72,6 +73,9 @@ def client_timeout(
         return DEFAULT_CLIENT_TIMEOUT
     return aiohttp.ClientTimeout(total=seconds("timeout", timeout) or _AT_ONCE)
 
+
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+_MAX_HOPS = 10
 
 #: Bytes of a credentials response read at most: token, metadata and
 #: certificate answers are a few kilobytes.
@@ -215,14 +219,17 @@ class Request(google_transport.Request):
             timeout (Union[float, aiohttp.ClientTimeout, None]): Seconds the
                 request may take in all, or an :class:`aiohttp.ClientTimeout`.
             kwargs: Passed through to :meth:`aiohttp.ClientSession.request`.
+                Redirects are followed within the request's origin only
+                (``allow_redirects=False`` follows none).
 
         Returns:
             google_auth_aiohttp.Response: The response; its body is not yet read.
 
         Raises:
             google.auth.exceptions.TransportError: If the request failed or
-                timed out, or this object or its session is closed; the original
-                exception is its ``__cause__``.
+                timed out, was redirected to another origin, or this object or
+                its session is closed; the original exception is its
+                ``__cause__``.
 
         """
         if self._closed:
@@ -246,19 +253,43 @@ class Request(google_transport.Request):
         # Credentials' own requests (token endpoints, metadata servers) pass
         # an auth middleware on the session unauthorized; a refresh would
         # otherwise wait on itself.
+        follow = kwargs.pop("allow_redirects", True)
+        timeout = client_timeout(timeout)
         with credentials_request() as trail:
             trail.asking = described
-            try:
-                response = await session.request(
-                    method,
-                    url,
-                    data=body,
-                    headers=headers,
-                    timeout=client_timeout(timeout),
-                    **kwargs,
-                )
-            except (TimeoutError, aiohttp.ClientError) as caught:
-                raise _transport_error(method, url, caught, "sending") from caught
+            hops = 0
+            while True:
+                try:
+                    response = await session.request(
+                        method,
+                        url,
+                        data=body,
+                        headers=headers,
+                        timeout=timeout,
+                        allow_redirects=False,
+                        **kwargs,
+                    )
+                except (TimeoutError, aiohttp.ClientError) as caught:
+                    raise _transport_error(method, url, caught, "sending") from caught
+                location = response.headers.get("Location")
+                if not follow or response.status not in _REDIRECTS or not location:
+                    break
+                # A token request's body and headers are secrets (a refresh
+                # token, a client secret, an assertion, a source token): they
+                # follow a redirect only within the origin they were meant for.
+                target = _redirect_target(response, location, described)
+                hops += 1
+                if hops > _MAX_HOPS:
+                    response.release()
+                    raise exceptions.TransportError(
+                        f"{described} was redirected more than {_MAX_HOPS} times."
+                    )
+                response.release()
+                if response.status == 303 or (
+                    response.status in (301, 302) and method == "POST"
+                ):
+                    method, body = "GET", None
+                url = str(target)
             content_type = response.headers.get("Content-Type", "no Content-Type")
             trail.answer = f"{described} answered {response.status} ({content_type})"
         LOGGER.debug("Credentials response: %s -> %s", described, response.status)
@@ -302,6 +333,25 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
     )
 
 
+def _redirect_target(
+    response: aiohttp.ClientResponse, location: str, described: str
+) -> URL:
+    """Where ``response`` redirects to, refused if another origin."""
+    try:
+        target = response.url.join(URL(location))
+    except ValueError:
+        target = None
+    if target is None or target.origin() != response.url.origin():
+        response.release()
+        where = "an unparsable URL" if target is None else str(target.origin())
+        raise exceptions.TransportError(
+            f"{described} was redirected from {response.url.origin()} to {where}: "
+            "credentials' requests do not follow a redirect to another origin, "
+            "which would carry their secrets there."
+        )
+    return target
+
+
 def _transport_error(
     method: str, url: Any, caught: BaseException, doing: str
 ) -> exceptions.TransportError:
@@ -327,7 +377,16 @@ class AioTransport:
     """
 
     def __init__(self, request: Any) -> None:
+        from google.auth.aio.transport import aiohttp as aio_aiohttp
+
         self.aio_request = request
+        # google-auth's own aiohttp transport takes aiohttp's keywords: it is
+        # told not to follow redirects, which could carry a request elsewhere.
+        self._options = (
+            {"allow_redirects": False}
+            if isinstance(request, aio_aiohttp.Request)
+            else {}
+        )
 
     async def __call__(
         self,
@@ -346,8 +405,15 @@ class AioTransport:
         Raises:
             google.auth.exceptions.TransportError: If it failed.
         """
+        if timeout is None:
+            timeout = _DEFAULT_TIMEOUT
         response = await self.aio_request(
-            url, method, body, headers, timeout or _DEFAULT_TIMEOUT, **kwargs
+            url,
+            method,
+            body,
+            headers,
+            seconds("timeout", timeout) or _AT_ONCE,
+            **{**self._options, **kwargs},
         )
         try:
             data = await response.read()

@@ -58,6 +58,7 @@ from typing import Any
 from aiohttp import web
 from google.auth import exceptions, impersonated_credentials, jwt
 
+from google_auth_aiohttp import _private
 from google_auth_aiohttp._checks import seconds
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._private import impersonation_source
@@ -201,23 +202,30 @@ def _credentials_file() -> dict[str, Any] | None:
     return info if isinstance(info, dict) else None
 
 
+#: IAM's ``generateIdToken`` address for impersonated ID tokens, as google-auth
+#: calls it: ``{}`` is the service account; ``googleapis.com`` becomes the
+#: credentials' universe domain.
+IAM_ID_TOKEN_ENDPOINT = _private.IAM_ID_TOKEN_ENDPOINT
+
+
 class _ImpersonatedIDTokenCredentials(impersonated_credentials.IDTokenCredentials):
     """google-auth's impersonated ID-token credentials, through our transport.
 
     google-auth's call IAM through ``requests``; these send the same
     ``generateIdToken`` call through the transport their refresh is given
-    (aiohttp's, on the event loop), to the IAM address of the impersonation
-    file.
+    (aiohttp's, on the event loop), to the same address: IAM's, in the
+    credentials' universe. Of the file's ``service_account_impersonation_url``
+    only the service account is used, as google-auth does: the source
+    credentials' token goes nowhere a file names.
     """
 
-    def __init__(self, target: Any, audience: str, endpoint: str) -> None:
+    def __init__(self, target: Any, audience: str) -> None:
         super().__init__(  # type: ignore[no-untyped-call]
             target, target_audience=audience, include_email=True
         )
         # Ours, not google-auth's private attributes of the same meaning.
         self._id_target = target
         self._id_audience = audience
-        self._id_token_endpoint = endpoint
 
     @classmethod
     def from_info(
@@ -226,15 +234,19 @@ class _ImpersonatedIDTokenCredentials(impersonated_credentials.IDTokenCredential
         try:
             impersonated = impersonated_credentials.Credentials
             target = impersonated.from_impersonated_service_account_info(info)
-            endpoint = str(info["service_account_impersonation_url"]).replace(
-                ":generateAccessToken", ":generateIdToken"
-            )
         except (ValueError, KeyError) as caught:
             raise exceptions.DefaultCredentialsError(
                 "GOOGLE_APPLICATION_CREDENTIALS is not a valid impersonated "
                 f"service account file: {caught}"
             ) from caught
-        return cls(target, audience, endpoint)
+        return cls(target, audience)
+
+    @property
+    def _id_token_endpoint(self) -> str:
+        universe = getattr(self._id_target, "universe_domain", "googleapis.com")
+        return IAM_ID_TOKEN_ENDPOINT.replace("googleapis.com", universe).format(
+            self._id_target.signer_email
+        )
 
     def refresh(self, request: Any) -> None:
         """Get a new ID token from IAM, authorized by the source credentials."""
