@@ -45,8 +45,9 @@ os.environ["CLOUDSDK_CONFIG"] = tempfile.mkdtemp(prefix="gcloud-config-")
 
 @pytest.fixture(autouse=True)
 def _full_hedge_budget() -> None:
-    """Each test starts with the whole hedge budget: it is the process's."""
-    _single_flight.BUDGET.left = _single_flight.BUDGET.most
+    """Each test starts with the whole hedge budgets: they are the process's."""
+    _single_flight.REFRESH_BUDGET.refill()
+    _single_flight.CERTS_BUDGET.refill()
 
 
 @pytest.fixture

@@ -40,8 +40,9 @@ async def test_a_google_token_verifies_and_certificates_are_fetched_once(
 
 
 async def test_after_max_age_one_refetch_serves_concurrent_verifications(
-    google: GoogleEmulator,
+    google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(id_token, "MIN_FRESH", 0)
     google.certs_max_age = 1
     token = google.id_token(AUDIENCE)
     await _verify(google, token)
@@ -125,7 +126,8 @@ async def test_a_failed_fetch_reaches_the_caller_and_is_not_cached(
         calls[0] += 1
         if calls[0] == 1:
             return web.Response(status=503)
-        raise web.HTTPFound(google.certs_url)
+        async with ClientSession() as session, session.get(google.certs_url) as r:
+            return web.json_response(await r.json())
 
     app = web.Application()
     app.router.add_get("/certs", flaky)
@@ -275,8 +277,11 @@ async def test_tokens_of_a_rotated_key_that_arrive_during_the_refetch_all_verify
 
 
 async def test_a_failing_certificate_endpoint_leaves_the_cached_keys_verifying(
-    google: GoogleEmulator, caplog: pytest.LogCaptureFixture
+    google: GoogleEmulator,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(id_token, "MIN_FRESH", 0)
     google.certs_max_age = 0  # every verification after the first refetches
     token = google.id_token(AUDIENCE)
     await _verify(google, token)
@@ -291,8 +296,9 @@ async def test_a_failing_certificate_endpoint_leaves_the_cached_keys_verifying(
 
 
 async def test_a_stalled_refetch_holds_a_verification_at_most_a_second(
-    google: GoogleEmulator,
+    google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(id_token, "MIN_FRESH", 0)
     google.certs_max_age = 0
     token = google.id_token(AUDIENCE)
     loop = asyncio.get_running_loop()

@@ -78,7 +78,7 @@ class CredentialsAdapter:
 
     """
 
-    __slots__ = ("can_refresh", "credentials", "token_only")
+    __slots__ = ("can_apply", "can_refresh", "credentials", "token_only")
 
     def __init__(self, credentials: Any) -> None:
         self.credentials = credentials
@@ -93,9 +93,12 @@ class CredentialsAdapter:
         #: be kept, and applied without calling before_request. An override
         #: (per-audience JWTs, gcloud's access token, a user's class) is
         #: called every time.
+        #: Whether the credentials apply a token without refreshing (google-auth's
+        #: ``apply``).
+        self.can_apply = callable(getattr(credentials, "apply", None))
         self.token_only = (
             getattr(type(credentials), "before_request", None) in _TOKEN_ONLY_HEADERS
-            and callable(getattr(credentials, "apply", None))
+            and self.can_apply
             and not is_regional_access_boundary_lookup_enabled()
         )
 
@@ -125,6 +128,14 @@ class CredentialsAdapter:
     def transport_for(self, session: aiohttp.ClientSession) -> Any:
         """Return the request object this family refreshes with, over ``session``."""
         return Request(session)
+
+    def refreshes_in_before_request(self) -> bool:
+        """Whether ``before_request`` would refresh now (``valid`` is False).
+
+        google-auth's own ``before_request`` refreshes whenever ``valid`` is
+        false, which it is from 3 min 45 s before expiry on.
+        """
+        return self.can_refresh and getattr(self.credentials, "valid", None) is False
 
     async def refresh(self, request: Any) -> None:
         """Refresh the credentials now, whatever their state."""

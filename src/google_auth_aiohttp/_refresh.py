@@ -30,11 +30,12 @@ for every client that uses them (:class:`~google_auth_aiohttp.AuthorizedSession`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import math
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -46,7 +47,7 @@ from google_auth_aiohttp._credentials import CredentialsAdapter, adapt_credentia
 from google_auth_aiohttp._credentials_request import Trail, mark_task
 from google_auth_aiohttp._logging import LOGGER
 from google_auth_aiohttp._private import REFRESH_THRESHOLD, utcnow
-from google_auth_aiohttp._single_flight import Flight, SingleFlight
+from google_auth_aiohttp._single_flight import REFRESH_BUDGET, Flight, SingleFlight
 
 #: Seconds one refresh attempt may take when ``refresh_timeout`` is None.
 DEFAULT_REFRESH_TIMEOUT = 120.0
@@ -57,7 +58,7 @@ BACKGROUND_RETRY_DELAY = 5.0
 
 # What a refresh raises when google-auth trips over an answer it did not
 # expect (HTML, a JSON list): turned into a RefreshError that says which.
-_GARBLED = (TypeError, ValueError, KeyError, IndexError, AttributeError)
+_GARBLED = (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError)
 
 
 class RefreshWaitTimeout(exceptions.TransportError, TimeoutError):
@@ -80,13 +81,13 @@ class Route:
     Args:
         transport (Any): What ``before_request`` and a refresh send through.
         session (Optional[aiohttp.ClientSession]): The caller's session the
-            transport sends through, if a refresh rides on it (it may close).
+            route goes out through, if any (it may close).
         timeout (Optional[float]): Seconds one attempt may take; None for
             :data:`DEFAULT_REFRESH_TIMEOUT`.
-        open_session (Optional[Callable]): Opens a session of the caller's
-            session's settings for one refresh, instead of riding on it (what
+        open_session (Optional[Callable]): Opens a session of ``session``'s
+            settings for one refresh, instead of riding on ``session`` (what
             :class:`~google_auth_aiohttp.AuthorizedSession` offers, so that
-            closing it ends no refresh).
+            closing it ends no refresh in flight).
     """
 
     __slots__ = ("_open_session", "session", "timeout", "transport")
@@ -114,8 +115,16 @@ class Route:
             await adapter.refresh(adapter.transport_for(session))
 
     def lost(self) -> bool:
-        """Whether the session this route rides on has closed."""
-        return self.session is not None and self.session.closed
+        """Whether a refresh in flight over this route ended with its session."""
+        return (
+            self._open_session is None
+            and self.session is not None
+            and self.session.closed
+        )
+
+    def usable(self) -> bool:
+        """Whether a new refresh can still go out over this route."""
+        return self.session is None or not self.session.closed
 
 
 def route_over(
@@ -136,9 +145,7 @@ def route_over(
         return Route(auth_request, timeout=timeout)
     transport = adapter.transport_for(session)
     open_session = getattr(session, "_open_refresh_session", None)
-    if open_session is not None:
-        return Route(transport, timeout=timeout, open_session=open_session)
-    return Route(transport, session=session, timeout=timeout)
+    return Route(transport, session=session, timeout=timeout, open_session=open_session)
 
 
 class _Kept:
@@ -155,33 +162,41 @@ class _Kept:
         self.fresh_until = fresh_until  # time.monotonic()
 
 
+class _Memory:
+    """What a credentials object's refresh policy remembers, for every user.
+
+    It lives as long as the credentials do, and holds nothing of them: users
+    come and go (one session per call), the memory stays.
+    """
+
+    __slots__ = ("background_after", "flight", "kept", "ours", "trails")
+
+    def __init__(self) -> None:
+        self.flight: SingleFlight[None] = SingleFlight(REFRESH_BUDGET)
+        self.kept: _Kept | None = None
+        # The token our last refresh obtained, its expiry and when it goes stale.
+        self.ours: tuple[Any, datetime.datetime, datetime.datetime] | None = None
+        self.background_after = 0.0  # time.monotonic()
+        self.trails: list[Trail] = []  # of the attempts in the air
+
+
 class Refresher:
     """The refresh policy of one credentials object; see the module docstring.
 
-    Made by :func:`refresher_for`, one per credentials object.
+    Made by :func:`refresher_for`: every refresher of one credentials object
+    shares its memory (its flights, the headers kept, when the token goes
+    stale).
 
     Args:
         adapter (CredentialsAdapter): The credentials, adapted.
+        memory (_Memory): What the credentials' refresh policy remembers.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_background_after",
-        "_flight",
-        "_kept",
-        "_ours",
-        "_trails",
-        "adapter",
-    )
+    __slots__ = ("_memory", "adapter")
 
-    def __init__(self, adapter: CredentialsAdapter) -> None:
+    def __init__(self, adapter: CredentialsAdapter, memory: _Memory) -> None:
         self.adapter = adapter
-        self._flight: SingleFlight[None] = SingleFlight()
-        self._kept: _Kept | None = None
-        # The token our last refresh obtained, its expiry and when it goes stale.
-        self._ours: tuple[Any, datetime.datetime, datetime.datetime] | None = None
-        self._background_after = 0.0  # time.monotonic()
-        self._trails: list[Trail] = []  # of the attempts in the air
+        self._memory = memory
 
     @property
     def credentials(self) -> Any:
@@ -196,7 +211,7 @@ class Refresher:
         The per-request path in the steady state: no google-auth call, no
         allocation.
         """
-        kept = self._kept
+        kept = self._memory.kept
         if kept is None:
             return None
         credentials = self.adapter.credentials
@@ -227,7 +242,7 @@ class Refresher:
         return TokenState.FRESH
 
     def _stale_at(self, token: Any, expiry: datetime.datetime) -> datetime.datetime:
-        ours = self._ours
+        ours = self._memory.ours
         if ours is not None and ours[0] is token and ours[1] == expiry:
             return ours[2]
         return expiry - REFRESH_THRESHOLD  # a token we did not see born
@@ -242,7 +257,7 @@ class Refresher:
             fresh_for = (self._stale_at(token, expiry) - utcnow()).total_seconds()
             fresh_until = time.monotonic() + fresh_for
         raw_expiry = getattr(self.adapter.credentials, "expiry", None)
-        self._kept = _Kept(headers, token, raw_expiry, fresh_until)
+        self._memory.kept = _Kept(headers, token, raw_expiry, fresh_until)
 
     # -- Headers ------------------------------------------------------------
 
@@ -280,8 +295,21 @@ class Refresher:
             await adapter.apply_token(headers)
             if state is TokenState.FRESH:
                 self._keep(headers)
-        else:
+            return headers, adapter.token
+        if state is TokenState.STALE and adapter.refreshes_in_before_request():
+            # Their own before_request would refresh now, each caller on its
+            # own: one refresh for all of them first. The token still works
+            # if it fails.
+            with contextlib.suppress(exceptions.GoogleAuthError):
+                await self.refresh(route, wait_until)
+        try:
             await adapter.before_request(route.transport, method, url, headers)
+        except (exceptions.RefreshError, exceptions.TransportError):
+            if state is TokenState.INVALID or not adapter.can_apply:
+                raise
+            LOGGER.debug("before_request failed to refresh; the token still works.")
+            headers.clear()
+            await adapter.apply_token(headers)
         return headers, adapter.token
 
     # -- Refreshing ---------------------------------------------------------
@@ -303,13 +331,13 @@ class Refresher:
         """
         redone = False
         while True:
-            flight = self._flight.start(lambda: self._attempt(route), route)
+            flight = self._memory.flight.start(lambda: self._attempt(route), route)
             try:
                 await self._wait(flight, route, wait_until)
                 return
             except Exception:
                 failed: Route | None = flight.failed_note
-                if redone or failed is None or not failed.lost() or route.lost():
+                if redone or failed is None or not failed.lost() or not route.usable():
                     raise
                 LOGGER.debug(
                     "The session a shared refresh ran over closed; refreshing "
@@ -327,17 +355,20 @@ class Refresher:
             sent_token (Any): The token the rejected request carried.
             wait_until (Optional[float]): When this caller stops waiting.
         """
-        if self._flight.current() is None and self.adapter.token is not sent_token:
+        if (
+            self._memory.flight.current() is None
+            and self.adapter.token is not sent_token
+        ):
             return  # somebody refreshed since: send the new token
         await self.refresh(route, wait_until)
 
     def refresh_in_background(self, route: Route) -> None:
         """Start a refresh nobody waits for, unless one is in the air or just failed."""
-        if self._flight.current() is not None:
+        if self._memory.flight.current() is not None:
             return
-        if time.monotonic() < self._background_after:
+        if time.monotonic() < self._memory.background_after:
             return
-        flight = self._flight.start(lambda: self._attempt(route), route)
+        flight = self._memory.flight.start(lambda: self._attempt(route), route)
         flight.result.add_done_callback(self._background_landed)
 
     def _background_landed(self, result: asyncio.Future[None]) -> None:
@@ -346,7 +377,7 @@ class Refresher:
         failure = result.exception()
         if failure is None:
             return
-        self._background_after = time.monotonic() + BACKGROUND_RETRY_DELAY
+        self._memory.background_after = time.monotonic() + BACKGROUND_RETRY_DELAY
         LOGGER.warning(
             "Background refresh failed (%s); the current token is still valid, "
             "the next attempt is in %ss at the earliest: %s",
@@ -362,14 +393,14 @@ class Refresher:
             return self._attempt(route)
 
         if wait_until is None:
-            await flight.wait(job, route)
+            await flight.wait(job, route, route.usable)
             return
         loop = asyncio.get_running_loop()
         began = loop.time()
         bound = asyncio.timeout_at(wait_until)
         try:
             async with bound:
-                await flight.wait(job, route)
+                await flight.wait(job, route, route.usable)
         except TimeoutError:
             if not bound.expired():
                 raise
@@ -381,7 +412,9 @@ class Refresher:
             ) from None
 
     def _where(self, in_air: float) -> str:
-        asking = next((t.asking for t in reversed(self._trails) if t.asking), None)
+        asking = next(
+            (t.asking for t in reversed(self._memory.trails) if t.asking), None
+        )
         if asking is None:
             return f" (the refresh has run for {in_air:.1f}s)"
         return f" ({asking} has run for {in_air:.1f}s)"
@@ -396,7 +429,7 @@ class Refresher:
         # This task's own context: whatever transport the credentials use,
         # their requests are not authorized by an auth middleware.
         mark_task(trail)
-        self._trails.append(trail)
+        self._memory.trails.append(trail)
         LOGGER.debug("Refreshing %s.", name)
         bound = asyncio.timeout(route.timeout)
         try:
@@ -409,6 +442,8 @@ class Refresher:
                 f"Refreshing {name} took longer than refresh_timeout="
                 f"{route.timeout:g}s{trail.where()}."
             ) from caught
+        except exceptions.RefreshError as caught:
+            raise _without_response(caught) from None
         except _GARBLED as caught:
             if isinstance(caught, exceptions.GoogleAuthError) or trail.answer is None:
                 raise
@@ -418,7 +453,7 @@ class Refresher:
                 f"({type(caught).__name__}: {caught})."
             ) from caught
         finally:
-            self._trails.remove(trail)
+            self._memory.trails.remove(trail)
         self._note_obtained()
         LOGGER.debug("Refreshed %s.", name)
 
@@ -426,32 +461,65 @@ class Refresher:
         """Note the new token's lifetime: stale at half of it at the earliest."""
         token, expiry = self.adapter.token, self.adapter.expiry
         if token is None or expiry is None:
-            self._ours = None
+            self._memory.ours = None
             return
         now = utcnow()
         stale_at = max(expiry - REFRESH_THRESHOLD, now + (expiry - now) / 2)
-        self._ours = (token, expiry, stale_at)
+        self._memory.ours = (token, expiry, stale_at)
 
 
-_REFRESHERS: weakref.WeakKeyDictionary[Any, Refresher] = weakref.WeakKeyDictionary()
+def _without_response(caught: exceptions.RefreshError) -> exceptions.RefreshError:
+    """``caught`` without the token endpoint's answer google-auth puts in it.
+
+    google-auth's ``RefreshError`` carries the endpoint's whole JSON answer as
+    its second argument, which may hold an ID token or a refresh token beside
+    the error; its ``str`` and ``repr`` (and every log line made of them)
+    would print those. Only the OAuth error fields are kept.
+    """
+    args = caught.args
+    message = args[0] if args and isinstance(args[0], str) else type(caught).__name__
+    kept: list[Any] = [message[:500]]
+    if len(args) > 1 and isinstance(args[1], Mapping):
+        kept.append({k: args[1][k] for k in _OAUTH_ERROR_FIELDS if k in args[1]})
+    try:
+        cleaned = type(caught)(*kept)
+    except TypeError:  # a subclass with another signature
+        cleaned = exceptions.RefreshError(*kept)
+    if hasattr(caught, "_retryable"):
+        cleaned._retryable = caught._retryable
+    return cleaned
+
+
+_OAUTH_ERROR_FIELDS = ("error", "error_description", "error_uri")
+
+# By the credentials' identity, not equality: two credentials objects that
+# compare equal may hold different tokens. An entry goes with its credentials.
+_MEMORIES: dict[int, _Memory] = {}
 
 
 def refresher_for(credentials: Any) -> Refresher:
-    """Return the :class:`Refresher` of ``credentials``, made on first use.
+    """Return a :class:`Refresher` of ``credentials``.
+
+    Every refresher of one credentials object shares one memory, for as long
+    as the credentials live: one refresh at a time for all their users.
 
     Args:
-        credentials (Any): A credentials object (held weakly).
+        credentials (Any): A credentials object.
 
     Returns:
-        Refresher: The same object for every caller with these credentials.
+        Refresher: A refresher sharing the credentials' memory.
 
     Raises:
         TypeError: If ``credentials`` have no ``before_request`` method.
     """
-    try:
-        refresher = _REFRESHERS.get(credentials)
-    except TypeError:  # not weak-referenceable or not hashable: one per user
-        return Refresher(adapt_credentials(credentials))
-    if refresher is None:
-        refresher = _REFRESHERS[credentials] = Refresher(adapt_credentials(credentials))
-    return refresher
+    adapter = adapt_credentials(credentials)
+    key = id(credentials)
+    memory = _MEMORIES.get(key)
+    if memory is None:
+        memory = _Memory()
+        try:
+            weakref.finalize(credentials, _MEMORIES.pop, key, None)
+        except TypeError:  # not weak-referenceable: this user's own memory
+            return Refresher(adapter, memory)
+        _MEMORIES[key] = memory
+    return Refresher(adapter, memory)

@@ -41,7 +41,11 @@ from google_auth_aiohttp._private import (
     sign_own_jwts,
 )
 from google_auth_aiohttp._retry import Retry
-from google_auth_aiohttp._transport import DEFAULT_CLIENT_TIMEOUT, client_timeout
+from google_auth_aiohttp._transport import (
+    DEFAULT_CLIENT_TIMEOUT,
+    NO_TIME,
+    client_timeout,
+)
 
 
 class _SessionTimeout:
@@ -321,6 +325,8 @@ with warnings.catch_warnings():
                 kwargs.setdefault("ssl", self._mtls.context)
             if timeout is not _SESSION_TIMEOUT:
                 kwargs["timeout"] = client_timeout(timeout)
+            if self._total(kwargs) == NO_TIME:
+                return RequestContextManager(_no_time(method, url))
             if auto_decompress is not None:
                 kwargs["auto_decompress"] = auto_decompress
             retry = check_retry(retry) or self._retry
@@ -390,7 +396,12 @@ with warnings.catch_warnings():
         ) -> RequestContextManager:
             # The verbs' usual case (no options, no client certificate, an
             # open session) needs none of request()'s checks.
-            if kwargs or self._mtls.context is not None or self.closed:
+            if (
+                kwargs
+                or self._mtls.context is not None
+                or self.closed
+                or self._total_timeout == NO_TIME
+            ):
                 if data is not None:  # named by post(), put() and patch() only
                     kwargs["data"] = data
                 return self.request(
@@ -457,6 +468,12 @@ with warnings.catch_warnings():
             )
 
 
+async def _no_time(method: str, url: str | URL) -> aiohttp.ClientResponse:
+    raise TimeoutError(
+        f"{method} {safe_url(url)} was not sent: its timeout of 0 leaves no time."
+    )
+
+
 def _sign_own_jwts(credentials: Any, default_host: str | None) -> None:
     """Let service-account credentials sign their own JWTs for ``default_host``.
 
@@ -490,7 +507,9 @@ class _Call:
         self._deadline = deadline
         self._total = total
         self._first_url: URL | None = None
-        self._started = 0.0
+        # Made before aiohttp starts the call's timer (and awaits its trace
+        # hooks): the call's own time is counted from here.
+        self._started = time.monotonic()
 
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
@@ -499,7 +518,6 @@ class _Call:
         if first_url is None:
             self._first_url = request.url
             asked_origin = None  # this request's own
-            self._started = time.monotonic()  # where aiohttp's timer started
         else:
             asked_origin = first_url.origin()
         return self._flow.send(

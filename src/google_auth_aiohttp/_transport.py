@@ -34,7 +34,7 @@ NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None)
 
 #: What a timeout of 0 becomes: aiohttp reads 0 as "no limit", google-auth's
 #: sync transport as "no time at all"; this package means the latter.
-_AT_ONCE = 1e-9
+NO_TIME = 1e-9
 
 _TIMEOUT_FIELDS = ("total", "connect", "sock_read", "sock_connect")
 
@@ -66,12 +66,12 @@ def client_timeout(
         if 0 not in checked:
             return timeout
         return aiohttp.ClientTimeout(
-            **{name: _AT_ONCE if v == 0 else v for name, v in fields.items()},
+            **{name: NO_TIME if v == 0 else v for name, v in fields.items()},
             ceil_threshold=timeout.ceil_threshold,
         )
     if timeout == _DEFAULT_TIMEOUT:
         return DEFAULT_CLIENT_TIMEOUT
-    return aiohttp.ClientTimeout(total=seconds("timeout", timeout) or _AT_ONCE)
+    return aiohttp.ClientTimeout(total=seconds("timeout", timeout) or NO_TIME)
 
 
 _REDIRECTS = frozenset((301, 302, 303, 307, 308))
@@ -412,7 +412,7 @@ class AioTransport:
             method,
             body,
             headers,
-            seconds("timeout", timeout) or _AT_ONCE,
+            seconds("timeout", timeout) or NO_TIME,
             **{**self._options, **kwargs},
         )
         try:

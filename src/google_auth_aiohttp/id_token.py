@@ -63,7 +63,7 @@ from google_auth_aiohttp._checks import seconds
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._private import impersonation_source
 from google_auth_aiohttp._refresh import Route, refresher_for
-from google_auth_aiohttp._single_flight import SingleFlight
+from google_auth_aiohttp._single_flight import CERTS_BUDGET, SingleFlight
 from google_auth_aiohttp._sync_transport import call_blocking
 from google_auth_aiohttp._transport import ReadResponse, Request
 
@@ -71,7 +71,9 @@ __all__ = [
     "CLAIMS",
     "DEFAULT_CERTS_TIMEOUT",
     "GOOGLE_APIS_CERTS_URL",
+    "GOOGLE_ISSUERS",
     "GOOGLE_OAUTH2_CERTS_URL",
+    "MIN_FRESH",
     "REQUEST_KEY",
     "RETRY_AFTER_FAILURE",
     "REVALIDATE_WAIT",
@@ -98,6 +100,10 @@ GOOGLE_APIS_CERTS_URL = (
 #: Seconds between two refetches caused by unknown key ids, per certificates URL.
 UNKNOWN_KEY_COOLDOWN = 5.0
 
+#: Seconds fetched keys stay fresh at least, whatever the endpoint's
+#: ``max-age`` (or its lack) says.
+MIN_FRESH = UNKNOWN_KEY_COOLDOWN
+
 #: Seconds a certificate fetch may take, unless ``certs_timeout`` says otherwise.
 DEFAULT_CERTS_TIMEOUT = 10.0
 
@@ -113,7 +119,8 @@ REVALIDATE_WAIT = 1.0
 #: still verify.
 RETRY_AFTER_FAILURE = 5.0
 
-_GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+#: The issuers of Google's ID tokens.
+GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 _MAX_AGE = re.compile(r"max-age=(\d+)")
 
 #: The claims of the verified token, where :func:`middleware` puts them.
@@ -297,7 +304,9 @@ async def verify_token(
         request (Callable): The transport certificates are fetched with, such
             as :class:`google_auth_aiohttp.Request`.
         audience (Union[str, Collection[str], None]): The audience (or
-            audiences) the token must be for; None accepts any.
+            audiences) the token must be for. None accepts any, as in
+            google-auth (a server should always give one); an empty string or
+            collection is refused.
         certs_url (str): Where the public keys are published: a JSON object
             of key id to PEM certificate or public key.
         clock_skew_in_seconds (int): Leeway for ``iat`` and ``exp``.
@@ -318,7 +327,12 @@ async def verify_token(
             f"The ID token must be a str or bytes, not {type(id_token).__name__}."
         )
     seconds("certs_timeout", certs_timeout)
-    token = id_token.decode() if isinstance(id_token, bytes) else id_token
+    if audience is not None:
+        _required("audience", audience)  # an empty one would match nothing, or all
+    try:
+        token = id_token.decode() if isinstance(id_token, bytes) else id_token
+    except UnicodeDecodeError:
+        raise ValueError("The ID token is malformed: it is not text.") from None
     key_id = _key_id(token)
     certs = await _cache_for(certs_url).certs(request, key_id, certs_timeout)
     try:
@@ -330,6 +344,11 @@ async def verify_token(
         )
     except (ValueError, exceptions.GoogleAuthError) as caught:
         raise _without(token, caught) from None
+    except (TypeError, KeyError, AttributeError, IndexError, RecursionError):
+        # google-auth trips over some shapes of token; they are all malformed.
+        raise ValueError("The ID token is malformed.") from None
+    if not isinstance(claims, dict):
+        raise ValueError("The ID token is malformed: its claims are not an object.")
     return claims
 
 
@@ -357,9 +376,9 @@ async def verify_oauth2_token(
         clock_skew_in_seconds=clock_skew_in_seconds,
         certs_timeout=certs_timeout,
     )
-    if claims.get("iss") not in _GOOGLE_ISSUERS:
+    if claims.get("iss") not in GOOGLE_ISSUERS:
         raise exceptions.GoogleAuthError(
-            f"Wrong issuer: 'iss' should be one of {list(_GOOGLE_ISSUERS)}."
+            f"Wrong issuer: 'iss' should be one of {list(GOOGLE_ISSUERS)}."
         )
     return claims
 
@@ -390,31 +409,48 @@ def middleware(
     allowed_emails: Collection[str] | None = None,
     clock_skew_in_seconds: int = 0,
     certs_timeout: float = DEFAULT_CERTS_TIMEOUT,
+    issuers: Collection[str] = GOOGLE_ISSUERS,
 ) -> Any:
     """An ``aiohttp.web`` middleware that admits only Google-signed requests.
 
     A request without a valid ``Authorization: Bearer <Google ID token>`` for
-    ``audience`` is answered 401 with ``WWW-Authenticate: Bearer``, and the
-    handler never runs; one whose ``email`` claim is not in ``allowed_emails``
-    (when given) is answered 403. Otherwise the handler runs with the
-    verified claims at ``request["google_id_token"]``. When the token cannot
-    be checked at all (no usable certificates: the endpoint failed before any
-    were cached, or for longer than :data:`STALE_IF_ERROR`), the answer is 503
-    with ``Retry-After``, so that Pub/Sub and Cloud Tasks deliver again later.
+    ``audience``, from one of ``issuers``, is answered 401 with
+    ``WWW-Authenticate: Bearer``, and the handler never runs; one whose
+    ``email`` claim is not a verified address in ``allowed_emails`` (when
+    given) is answered 403. Otherwise the handler runs with the verified claims
+    at ``request["google_id_token"]``. When the token cannot be checked at all
+    (no usable certificates: the endpoint failed before any were cached, or for
+    longer than :data:`STALE_IF_ERROR`), the answer is 503 with ``Retry-After``,
+    so that Pub/Sub and Cloud Tasks deliver again later.
+
+    Answers and logs say why a request was refused in a word or two: never any
+    part of the token presented, nor the audience expected.
 
     Args:
         audience (Union[str, Collection[str]]): The audience the tokens must
-            be for: usually the service's URL.
+            be for: usually the service's URL. Required: None, an empty string
+            or an empty collection is refused, since it would admit a token
+            Google signed for anyone.
         certs_url (str): Where the public keys are published.
         allowed_emails (Optional[Collection[str]]): The callers admitted, by
-            their token's ``email`` claim; None admits any valid token.
+            their token's ``email`` claim, which must be verified
+            (``email_verified``); None admits any valid token.
         clock_skew_in_seconds (int): Leeway for ``iat`` and ``exp``.
         certs_timeout (float): Seconds a certificate fetch may take.
+        issuers (Collection[str]): The ``iss`` claims admitted: Google's
+            (``accounts.google.com`` and ``https://accounts.google.com``) by
+            default; for Firebase, ``https://securetoken.google.com/<project>``.
 
     Returns:
         Callable: The middleware, for ``web.Application(middlewares=[...])``.
+
+    Raises:
+        ValueError: If ``audience`` or ``issuers`` is missing or empty, or a
+            time is out of range.
     """
+    audiences = _required_audiences(audience)
     seconds("certs_timeout", certs_timeout)
+    admitted_issuers = _required("issuers", issuers)
     allowed = None if allowed_emails is None else frozenset(allowed_emails)
 
     @web.middleware
@@ -429,7 +465,7 @@ def middleware(
             claims = await verify_token(
                 token,
                 _fetch_alone,
-                audience=audience,
+                audience=audiences,
                 certs_url=certs_url,
                 clock_skew_in_seconds=clock_skew_in_seconds,
                 certs_timeout=certs_timeout,
@@ -449,10 +485,17 @@ def middleware(
                 status=503,
                 headers={"Retry-After": str(int(RETRY_AFTER_FAILURE))},
             )
-        except (ValueError, exceptions.GoogleAuthError) as caught:
-            LOGGER.debug("Refused %s %s: %s", request.method, request.path, caught)
-            return _challenge("invalid_token", str(caught))
-        if allowed is not None and claims.get("email") not in allowed:
+        except Exception as caught:  # any other: the token is not good, never a 500
+            return _refused(request, _reason(caught))
+        if claims.get("iss") not in admitted_issuers:
+            return _refused(request, "wrong issuer")
+        if allowed is not None and not (
+            claims.get("email") in allowed
+            and claims.get("email_verified") in (True, "true")
+        ):
+            LOGGER.debug(
+                "Refused %s %s: a caller not allowed.", request.method, request.path
+            )
             return web.json_response(
                 {
                     "error": "insufficient_scope",
@@ -470,6 +513,47 @@ def middleware(
         return await handler(request)
 
     return google_id_token_middleware
+
+
+def _refused(request: web.Request, reason: str) -> web.Response:
+    LOGGER.debug("Refused %s %s: %s.", request.method, request.path, reason)
+    return _challenge("invalid_token", "The ID token is not valid.")
+
+
+def _reason(caught: BaseException) -> str:
+    """Why a token was refused, in words that hold nothing of it or of the audience."""
+    message = str(caught).lower()
+    for words, reason in (
+        ("audience", "wrong audience"),
+        ("expired", "expired"),
+        ("too early", "not yet valid"),
+        ("signature", "bad signature"),
+        ("certificate for key id", "unknown key"),
+        ("issuer", "wrong issuer"),
+    ):
+        if words in message:
+            return reason
+    return "malformed"
+
+
+def _required(name: str, values: str | Collection[str] | None) -> frozenset[str]:
+    """``values`` as a set, refused if missing, empty or holding an empty string."""
+    found = [values] if isinstance(values, str) else list(values or ())
+    if not found or not all(isinstance(v, str) and v for v in found):
+        raise ValueError(
+            f"{name} must be given: a non-empty string, or a collection of them."
+        )
+    return frozenset(found)
+
+
+def _required_audiences(audience: str | Collection[str] | None) -> list[str]:
+    """The audiences a guard admits; refused if none, which would admit any."""
+    if audience is None:
+        raise ValueError(
+            "audience must be given (usually the service's URL): without one, "
+            "any token Google signed, for any service, would be admitted."
+        )
+    return sorted(_required("audience", audience))
 
 
 async def _fetch_alone(url: str, method: str = "GET", **kwargs: Any) -> ReadResponse:
@@ -498,7 +582,7 @@ def _key_id(token: str) -> str | None:
         decoded = json.loads(
             base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))
         )
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         raise ValueError("The ID token is malformed: its header is not JSON.") from None
     if not isinstance(decoded, dict):
         raise ValueError("The ID token is malformed: its header is not an object.")
@@ -549,7 +633,7 @@ class _Certificates:
         self.fresh_until = -math.inf
         self.retry_at = -math.inf
         self.unknown_fetch_at = -math.inf
-        self.fetches: SingleFlight[None] = SingleFlight()
+        self.fetches: SingleFlight[None] = SingleFlight(CERTS_BUDGET)
 
     async def certs(
         self, request: Callable[..., Awaitable[Any]], key_id: str | None, timeout: float
@@ -577,11 +661,24 @@ class _Certificates:
                 self.unknown_fetch_at = now
             await self._fetch(request, timeout)
             return self.keys
+        flight = self.fetches.current()
+        if not known and flight is None and self.keys:
+            # An unknown key id past max-age: the same limits as within it.
+            if now < self.retry_at:
+                raise exceptions.TransportError(
+                    f"The certificates at {safe_url(self.url)} failed moments "
+                    "ago; the token's key cannot be checked now."
+                )
+            if now - self.unknown_fetch_at < UNKNOWN_KEY_COOLDOWN:
+                return self.keys
+            self.unknown_fetch_at = now
         if not known or now >= self.fresh_until + STALE_IF_ERROR:
             await self._fetch(request, timeout)  # nothing else to verify with
             return self.keys
         if now < self.retry_at:
             return self.keys  # the last refetch failed moments ago
+        if flight is not None and _age(flight) >= REVALIDATE_WAIT:
+            return self.keys  # a refetch already kept somebody waiting
         try:
             async with asyncio.timeout(min(timeout, REVALIDATE_WAIT)):
                 await self._fetch(request, timeout)
@@ -599,8 +696,21 @@ class _Certificates:
     async def _fetch(
         self, request: Callable[..., Awaitable[Any]], timeout: float
     ) -> None:
-        """One fetch at a time per event loop; concurrent callers share it."""
-        await self.fetches.run(lambda: self._download(request, timeout))
+        """One fetch at a time per event loop; concurrent callers share it.
+
+        The caller waits ``timeout`` at most, hedges included.
+        """
+        bound = asyncio.timeout(timeout)
+        try:
+            async with bound:
+                await self.fetches.run(lambda: self._download(request, timeout))
+        except TimeoutError as caught:
+            if not bound.expired():
+                raise
+            raise exceptions.TransportError(
+                f"Fetching the certificates at {safe_url(self.url)} took longer "
+                f"than certs_timeout={timeout:g}s."
+            ) from caught
 
     async def _download(
         self, request: Callable[..., Awaitable[Any]], timeout: float
@@ -624,7 +734,9 @@ class _Certificates:
             self._failed(str(caught))
             raise
         self.keys = keys
-        self.fresh_until = time.monotonic() + max_age
+        # An endpoint without a usable max-age is not asked again at every
+        # verification: at most as often as unknown key ids may make it.
+        self.fresh_until = time.monotonic() + max(max_age, MIN_FRESH)
         self.retry_at = -math.inf
 
     def _failed(self, why: str) -> None:
@@ -637,6 +749,11 @@ class _Certificates:
                 why,
                 STALE_IF_ERROR,
             )
+
+
+def _age(flight: Any) -> float:
+    """Seconds ``flight`` has been in the air."""
+    return asyncio.get_running_loop().time() - float(flight.started)
 
 
 def _parse_certificates(
