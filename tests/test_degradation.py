@@ -9,6 +9,7 @@ that never wait on each other.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,7 +29,7 @@ from google_auth_aiohttp import (
 )
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, make_stale
+from .conftest import SCOPE, expire, make_stale
 
 FAMILIES = {
     "async": _service_account_async.Credentials,
@@ -422,3 +423,127 @@ async def test_credentials_without_refresh_get_the_401_as_it_is(
     async with AuthorizedSession(HeaderOnly()) as session:
         assert await _status(session, google.api_url("a")) == 401
     assert google.token_requests == 0
+
+
+# -- Found by review: tenants, waiters that left, secrets, identity ------------
+
+
+async def test_stalled_tenants_do_not_spend_the_hedges_of_a_healthy_one(
+    google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_single_flight, "HEDGE_AFTER", 0.05)
+    async with GoogleEmulator() as stalled:
+        stalled.token_gate.close()
+        stalled_sessions = [AuthorizedSession(_credentials(stalled)) for _ in range(8)]
+        waiting = [
+            asyncio.create_task(_status(s, stalled.api_url("t"), timeout=2))
+            for s in stalled_sessions
+        ]
+        await asyncio.gather(*waiting, return_exceptions=True)  # 2 s of hedging
+        # Each stalled tenant spent its own three hedges at most.
+        assert stalled.token_gate.arrivals <= 8 * 4
+        async with AuthorizedSession(_credentials(google)) as session:
+            google.token_gate.close()
+            first = asyncio.create_task(_status(session, google.api_url("a")))
+            await google.token_gate.arrived(1)
+            google.token_gate.open(release_held=False)  # its first request is lost
+            assert await asyncio.wait_for(first, 2) == 200  # and hedged
+        for s in stalled_sessions:
+            await s.close()
+        stalled.token_gate.open()
+
+
+async def test_a_hedge_goes_out_for_a_caller_still_waiting_not_one_that_left(
+    google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_single_flight, "HEDGE_AFTER", 0.2)
+    credentials = _credentials(google)
+
+    async def one_session_per_call(timeout: float) -> int:
+        async with AuthorizedSession(credentials) as session:
+            return await _status(session, google.api_url("a"), timeout=timeout)
+
+    google.token_gate.close()
+    staying = asyncio.create_task(one_session_per_call(5))
+    await google.token_gate.arrived(1)
+    with pytest.raises(TimeoutError):
+        await one_session_per_call(0.1)  # gives up, and its session closes
+    google.token_gate.open(release_held=False)
+    assert await asyncio.wait_for(staying, 3) == 200
+
+
+async def test_a_refresh_error_holds_nothing_of_the_token_endpoints_answer(
+    google: GoogleEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    credentials = _credentials(google)
+    async with AuthorizedSession(credentials) as session:
+        assert await _status(session, google.api_url("warm")) == 200
+        google.token_body = (
+            "application/json",
+            b'{"id_token": "SECRET-ID-TOKEN", "refresh_token": "SECRET-RT",'
+            b' "error": "invalid_grant", "expires_in": 3600}',
+        )
+        make_stale(credentials)
+        assert await _status(session, google.api_url("stale")) == 200
+        await google.token_gate.arrived(2)
+        expire(credentials)
+        with pytest.raises(exceptions.RefreshError) as caught:
+            await session.get(google.api_url("expired"))
+    printed = str(caught.value) + repr(caught.value) + caplog.text
+    assert "SECRET" not in printed
+    assert "invalid_grant" in repr(caught.value)  # the OAuth error stays
+
+
+async def test_credentials_that_compare_equal_keep_their_own_tokens(
+    google: GoogleEmulator,
+) -> None:
+    class Named(service_account.Credentials):
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Named)
+
+        def __hash__(self) -> int:
+            return 1
+
+    info = google.service_account_info()
+    make: Any = Named.from_service_account_info
+    first, second = make(info, scopes=[SCOPE]), make(info, scopes=[SCOPE])
+    first.token, second.token = "token-of-first", "token-of-second"
+    far = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + datetime.timedelta(
+        hours=1
+    )
+    first.expiry = second.expiry = far
+    async with AuthorizedSession(first) as one, AuthorizedSession(second) as two:
+        assert one.credentials is first
+        assert two.credentials is second
+        async with two.get(google.api_url("x")) as response:
+            assert response.status == 200  # refreshed: the emulator never issued it
+    assert second.token != "token-of-first"
+    assert first.token == "token-of-first"
+
+
+async def test_numbers_too_large_for_a_float_are_value_errors(
+    google: GoogleEmulator, credentials: Any
+) -> None:
+    async with AuthorizedSession(credentials) as session:
+        with pytest.raises(ValueError, match="timeout"):
+            await session.get(google.api_url("a"), timeout=10**400)
+        with pytest.raises(ValueError, match="max_allowed_time"):
+            await session.get(google.api_url("a"), max_allowed_time=10**400)
+
+
+async def test_a_trace_hook_that_awaits_does_not_cost_the_caller_its_message(
+    google: GoogleEmulator,
+) -> None:
+    async def slow_start(session: Any, context: Any, params: Any) -> None:
+        await asyncio.sleep(0.2)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(slow_start)
+    async with AuthorizedSession(_credentials(google), trace_configs=[trace]) as s:
+        google.token_gate.close()
+        with pytest.raises(exceptions.TransportError, match="to get a token"):
+            await _status(s, google.api_url("a"), timeout=1)
+        google.token_gate.open()
+    with pytest.raises(TimeoutError, match="timeout of 0"):
+        async with AuthorizedSession(_credentials(google)) as s:
+            await s.get(google.api_url("a"), timeout=0)
