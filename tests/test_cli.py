@@ -316,3 +316,19 @@ async def test_fail_silent_and_output(
     )
     assert (code, out) == (0, b""), err
     assert json.loads(target.read_bytes())["path"] == "/api/saved"
+
+
+async def test_errors_show_no_password_and_no_query(
+    google: GoogleEmulator, adc: dict[str, str]
+) -> None:
+    port = google.url.rsplit(":", 1)[1]
+    # A refused connection (nothing listens on port 9 here), and an HTTP failure.
+    for url in (
+        "http://user:PASSWORD@127.0.0.1:9/x?access_token=SECRET",
+        f"http://user:PASSWORD@127.0.0.1:{port}/api/x?status=500&access_token=SECRET",
+    ):
+        code, _, err = await _cli("request", "-f", url, env=adc)
+        assert code in (1, 4), err
+        assert "PASSWORD" not in err
+        assert "SECRET" not in err
+        assert "127.0.0.1" in err  # where it failed is still said

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import secrets
 from typing import Any
@@ -383,3 +384,114 @@ async def test_verify_token_of_anything_but_text_is_a_value_error(
 ) -> None:
     with pytest.raises(ValueError, match="must be a str or bytes"):
         await _verify(google, value)
+
+
+# -- The guard's rules -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("audience", [None, "", [], [""], ("a", "")])
+def test_the_middleware_refuses_a_missing_or_empty_audience(audience: Any) -> None:
+    with pytest.raises(ValueError, match="audience must be given"):
+        id_token.middleware(audience)
+
+
+@pytest.mark.parametrize("audience", ["", [], [""]])
+async def test_a_verifier_refuses_an_empty_audience_before_any_fetch(
+    google: GoogleEmulator, audience: Any
+) -> None:
+    with pytest.raises(ValueError, match="audience must be given"):
+        await _verify(google, google.id_token(AUDIENCE), audience=audience)
+    assert google.certs_requests == 0
+
+
+async def _guarded_app(serve: Any, google: GoogleEmulator, **kwargs: Any) -> str:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(
+        middlewares=[
+            id_token.middleware(AUDIENCE, certs_url=google.certs_url, **kwargs)
+        ]
+    )
+    app.router.add_get("/", handler)
+    url: str = await serve(app)
+    return url
+
+
+async def _status_and_body(url: str, token: str) -> tuple[int, str]:
+    async with (
+        ClientSession() as session,
+        session.get(url, headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_allowed_emails_admits_only_verified_addresses(
+    google: GoogleEmulator, serve: Any
+) -> None:
+    url = await _guarded_app(serve, google, allowed_emails=["a@example.test"])
+    verified = google.id_token(AUDIENCE, email="a@example.test")
+    unverified = google.id_token(AUDIENCE, email="a@example.test", email_verified=False)
+    assert (await _status_and_body(url, verified))[0] == 200
+    assert (await _status_and_body(url, unverified))[0] == 403
+
+
+async def test_the_middleware_checks_the_issuer(
+    google: GoogleEmulator, serve: Any
+) -> None:
+    url = await _guarded_app(serve, google)
+    evil = google.id_token(AUDIENCE, issuer="https://evil.example.test")
+    short = google.id_token(AUDIENCE, issuer="accounts.google.com")
+    assert (await _status_and_body(url, evil))[0] == 401
+    assert (await _status_and_body(url, short))[0] == 200
+    firebase = "https://securetoken.google.com/my-project"
+    other = await _guarded_app(serve, google, issuers=[firebase])
+    assert (await _status_and_body(other, google.id_token(AUDIENCE, issuer=firebase)))[
+        0
+    ] == 200
+    assert (await _status_and_body(other, short))[0] == 401
+
+
+def _nested_header_token() -> str:
+    header = base64.urlsafe_b64encode(b'{"a":' * 800 + b"1" + b"}" * 800)
+    return header.decode().rstrip("=") + ".e30.c2ln"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: g.id_token("https://other.example.test"),  # another audience
+        lambda g: g.id_token(AUDIENCE, lifetime=-600),
+        lambda g: g.id_token(AUDIENCE) + "x\\y",  # an escaped character
+        lambda g: g.id_token(AUDIENCE).replace(".", ".x\\y.", 1),
+        lambda g: _nested_header_token(),  # ~4 KB of nested JSON
+        lambda g: "..",
+        lambda g: "\u00e9" * 50,
+    ],
+    ids=["audience", "expired", "escape", "escape-inside", "nested", "dots", "text"],
+)
+async def test_a_refusal_holds_nothing_of_the_token_nor_the_audience(
+    google: GoogleEmulator, serve: Any, caplog: pytest.LogCaptureFixture, make: Any
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="google_auth_aiohttp")
+    url = await _guarded_app(serve, google)
+    token = make(google)
+    status, body = await _status_and_body(url, token)
+    assert status == 401  # never a 500
+    printed = body + caplog.text
+    assert AUDIENCE not in printed
+    for part in token.replace("\\", ".").split("."):
+        assert len(part) < 8 or part not in printed
+    assert "Refused GET /:" in caplog.text
+
+
+async def test_without_a_max_age_forged_key_ids_make_few_fetches(
+    google: GoogleEmulator,
+) -> None:
+    google.certs_max_age = None  # no Cache-Control at all
+    await _verify(google, google.id_token(AUDIENCE))
+    forged = [google.id_token(AUDIENCE, key_id=secrets.token_hex(8)) for _ in range(50)]
+    for token in forged:
+        with pytest.raises(ValueError):
+            await _verify(google, token)
+    assert google.certs_requests <= 2

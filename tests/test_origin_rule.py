@@ -115,17 +115,39 @@ async def spawn_wait_for(request: Any, handler: Any) -> Any:
 SPAWNERS = [spawn_shield, spawn_task, spawn_wait_for]
 
 
+class RedirectCache:
+    """A middleware that remembers redirects and answers them itself, later.
+
+    Like an HTTP cache of 301s, or an HSTS-style upgrader: a call whose first
+    URL it knows never reaches the middlewares after it with that request.
+    """
+
+    def __init__(self) -> None:
+        self.redirects: dict[str, aiohttp.ClientResponse] = {}
+
+    async def __call__(self, request: Any, handler: Any) -> Any:
+        known = self.redirects.get(str(request.url))
+        if known is not None:
+            return known
+        response = await handler(request)
+        if response.status in REDIRECT_STATUSES:
+            self.redirects[str(request.url)] = response
+        return response
+
+
 def make_client(
-    kind: str, credentials: Any, spawner: Any = None, **kwargs: Any
+    kind: str, credentials: Any, spawner: Any = None, *outer: Any, **kwargs: Any
 ) -> aiohttp.ClientSession:
     """``session``: an AuthorizedSession, the spawner among its middlewares;
-    ``middleware``: a plain session, the spawner before AuthMiddleware."""
+    ``middleware``: a plain session, ``outer`` middlewares and the spawner
+    before AuthMiddleware, with its trace config as the docs say."""
+    before = (*outer, *(() if spawner is None else (spawner,)))
     if kind == "session":
-        middlewares = () if spawner is None else (spawner,)
-        return AuthorizedSession(credentials, middlewares=middlewares, **kwargs)
+        return AuthorizedSession(credentials, middlewares=before, **kwargs)
     auth = AuthMiddleware(credentials)
-    chain = [auth] if spawner is None else [spawner, auth]
-    return aiohttp.ClientSession(middlewares=chain, **kwargs)
+    if before:
+        kwargs["trace_configs"] = [auth.trace_config]
+    return aiohttp.ClientSession(middlewares=[*before, auth], **kwargs)
 
 
 @pytest.fixture(params=["session", "middleware"])
@@ -320,6 +342,7 @@ def _location(script: Script, here: Origin, there: Origin, form: str, path: str)
     drawn=scripts(),
     kind=st.sampled_from(["session", "middleware"]),
     spawner=st.sampled_from([None, *SPAWNERS]),
+    cache=st.booleans(),
     requote=st.booleans(),
     method=st.sampled_from(["GET", "POST"]),
 )
@@ -329,6 +352,7 @@ async def test_credentials_reach_the_asked_origin_and_no_other(
     drawn: tuple[str, list[tuple[int, str, str, str]]],
     kind: str,
     spawner: Any,
+    cache: bool,
     requote: bool,
     method: str,
 ) -> None:
@@ -343,17 +367,50 @@ async def test_credentials_reach_the_asked_origin_and_no_other(
         answers.append((status, _location(script, here, there, form, path)))
         here = there
     script.chains[chain] = answers
+    outer = (RedirectCache(),) if cache else ()
     async with make_client(
-        kind, credentials, spawner, requote_redirect_url=requote
+        kind, credentials, spawner, *outer, requote_redirect_url=requote
     ) as client:
-        async with client.request(
-            method, script.url(origins[start], chain), data=b"body"
-        ) as response:
-            assert response.status == 200
+        # Twice: with a cache before it, the second call's first redirect is
+        # answered before the auth middleware sees any of its requests.
+        for _ in range(2 if cache else 1):
+            async with client.request(
+                method, script.url(origins[start], chain), data=b"body"
+            ) as response:
+                assert response.status == 200
     seen = [s for s in script.seen if s.chain == chain]
-    assert [s.origin for s in seen] == [start, *(h[1] for h in hops)]
+    assert [s.origin for s in seen][: len(hops) + 1] == [start, *(h[1] for h in hops)]
     for hop in seen:
         if hop.origin == start:
             assert hop.bearer == f"Bearer {credentials.token}", hop
         else:
             assert hop.bearer is None, hop
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["trace config", "none"])
+async def test_a_redirect_answered_before_auth_middleware_leaks_nothing(
+    script: Script, credentials: Any, traced: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = script.chain([])
+    script.chains[chain] = [(301, script.url(script.b, chain, 1))]
+    auth = AuthMiddleware(credentials)
+    client = aiohttp.ClientSession(
+        middlewares=[RedirectCache(), auth],
+        trace_configs=[auth.trace_config] if traced else None,
+    )
+    async with client:
+        for _ in range(2):  # the second time, the cache answers the 301 itself
+            assert await _get(client, script.url(script.a, chain)) == 200
+        plain = script.chain([])
+        assert await _get(client, script.url(script.a, plain)) == 200
+    seen = _by_chain(script, chain)
+    # The hop to b never carries the token, whoever answered the redirect.
+    assert [s for s in seen if s[0] == "b"] == [("b", False), ("b", False)]
+    if traced:
+        assert seen == [("a", True), ("b", False), ("b", False)]
+    else:
+        # A call it could not place went out unauthorized, with a warning;
+        # from then on the session has its trace config.
+        assert seen == [("a", False), ("b", False), ("b", False)]
+        assert "sent unauthorized" in caplog.text
+    assert _by_chain(script, plain) == [("a", True)]

@@ -182,3 +182,27 @@ async def test_a_token_request_does_not_follow_a_redirect_to_another_origin(
     async with AuthorizedSession(make[kind](moved)) as session:
         async with session.get(google.api_url("b")) as response:
             assert response.status == 200
+
+
+# -- The emulator's helpers stay offline ------------------------------------------
+
+
+async def test_user_credentials_as_the_emulator_docs_say_refresh_on_loopback_only(
+    google: GoogleEmulator,
+) -> None:
+    hosts: list[str] = []
+
+    async def on_start(session: Any, context: Any, params: Any) -> None:
+        hosts.append(params.url.host)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_start)
+    credentials = google.user_credentials()
+    async with AuthorizedSession(credentials, trace_configs=[trace]) as session:
+        async with session.get(google.api_url("me")) as response:
+            assert response.status == 200
+    assert google.token_requests == 1  # the refresh token went to the emulator
+    assert set(hosts) == {"127.0.0.1"}  # and nowhere else
+    doc = GoogleEmulator.authorized_user_info.__doc__ or ""
+    assert "user_credentials" in doc
+    assert "from_authorized_user_info" in doc  # named as what not to do

@@ -219,3 +219,13 @@ async def test_a_compression_bomb_is_refused_without_decoding_it_all(
         with pytest.raises(exceptions.TransportError, match=r"decodes .* to more than"):
             await response.content()
         assert time.perf_counter() - started < 0.5  # it stopped at the cap
+
+
+async def test_a_transport_error_holds_no_query_and_no_user_info() -> None:
+    async with Request() as request:
+        with pytest.raises(exceptions.TransportError) as caught:
+            await request("http://user:PASSWORD@127.0.0.1:9/token?access_token=SECRET")
+    printed = str(caught.value) + repr(caught.value)
+    assert "SECRET" not in printed
+    assert "PASSWORD" not in printed
+    assert "127.0.0.1:9/token" in printed

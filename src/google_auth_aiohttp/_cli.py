@@ -71,7 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         if not getattr(args, "silent", False):
-            print(f"google-auth-aiohttp: error: {failure}", file=sys.stderr)
+            from google_auth_aiohttp._logging import scrub
+
+            # Every URL shown without user info or query: they hold secrets.
+            line = scrub(str(failure))
+            print(f"google-auth-aiohttp: error: {line}", file=sys.stderr)
         return failure.code
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,7 @@ statuses and refreshes. Headers and bodies are never logged.
 from __future__ import annotations
 
 import logging
+import re
 
 from yarl import URL
 
@@ -29,3 +30,26 @@ def safe_url(url: URL | str) -> str:
         return str(parsed.with_user(None).with_query(None).with_fragment(None))
     except (TypeError, ValueError):
         return "<unparsable URL>"
+
+
+# A URL inside free text: scheme, optional userinfo, the rest up to a query,
+# a fragment, white space or a quote.
+_URL_IN_TEXT = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#@'\"]*@)?"
+    r"(?P<rest>[^\s?#'\"]*)(?P<query>\?[^\s#'\"]*)?(?P<fragment>#[^\s'\"]*)?"
+)
+
+
+def scrub(text: str) -> str:
+    """Return ``text`` with every URL in it made safe, as :func:`safe_url` does.
+
+    For messages built of other libraries' texts (aiohttp's exceptions name
+    the URL they failed on, with its query), which may quote URLs anywhere.
+
+    Args:
+        text (str): A message.
+
+    Returns:
+        str: The message, its URLs without user info, query or fragment.
+    """
+    return _URL_IN_TEXT.sub(lambda m: m["scheme"] + m["rest"], text)

@@ -2,19 +2,33 @@
 
 A middleware a user installs sees each request, but not the call it belongs
 to: aiohttp runs it again for every redirect hop, with a request built from
-the server's ``Location``. To tell a hop from the caller's own next request,
-it keeps, for each call that got a redirect, the origin its first request
-went to. Calls are known by the object aiohttp shares between the requests of
-one call (:func:`~google_auth_aiohttp._private.call_of`), not by
-URLs, and the note lives as long as the call's redirect responses.
+the server's ``Location``. It authorizes a request only when it can place it
+in its call; any other goes out unauthorized (fail closed):
+
+* With its trace config on the session (:attr:`AuthMiddleware.trace_config`;
+  added on first use), aiohttp tells it at the start of every call the URL
+  the caller asked for: each request of the call is authorized only for that
+  origin, whatever the middlewares before it do.
+* Without it, a request is a call's first only if this middleware is the
+  first of the call's chain (:func:`~google_auth_aiohttp._private.first_in_chain`):
+  then every redirect of the call passes through it, and it keeps, for each
+  call that got one, the origin its first request went to. Calls are known by
+  the object aiohttp shares between the requests of one call
+  (:func:`~google_auth_aiohttp._private.call_of`), and a note lives as long
+  as the call's redirect responses. A middleware placed before it could
+  answer a redirect itself: its calls go out unauthorized until the trace
+  config is on the session.
 """
 
 from __future__ import annotations
 
+import sys
 import weakref
 from collections.abc import Awaitable, Collection
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from yarl import URL
 
@@ -23,7 +37,8 @@ from google_auth_aiohttp._flow import (
     DEFAULT_REFRESH_STATUS_CODES,
     AuthFlow,
 )
-from google_auth_aiohttp._private import call_of
+from google_auth_aiohttp._logging import LOGGER, safe_url
+from google_auth_aiohttp._private import call_of, first_in_chain, trace_context
 from google_auth_aiohttp._retry import Retry
 
 __all__ = [
@@ -73,7 +88,7 @@ class AuthMiddleware:
 
     """
 
-    __slots__ = ("_flow", "_redirected", "_retry")
+    __slots__ = ("_flow", "_redirected", "_retry", "_trace_config", "_unplaced")
 
     def __init__(
         self,
@@ -94,6 +109,8 @@ class AuthMiddleware:
         )
         self._retry = check_retry(retry)
         self._redirected = _RedirectedCalls()
+        self._trace_config = _asked_origins()
+        self._unplaced: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
 
     @property
     def credentials(self) -> Any:
@@ -108,6 +125,22 @@ class AuthMiddleware:
     def credentials(self, credentials: Any) -> None:
         self._flow.credentials = credentials
 
+    @property
+    def trace_config(self) -> aiohttp.TraceConfig:
+        """A trace config that tells this middleware the URL each call asked for.
+
+        With it on the session, every request is placed in its call whatever
+        the middlewares before this one do; it is added to a session on first
+        use, so pass it when making a session whose first calls matter and
+        where another middleware runs first::
+
+            auth = AuthMiddleware(credentials)
+            session = aiohttp.ClientSession(
+                middlewares=[cache, auth], trace_configs=[auth.trace_config]
+            )
+        """
+        return self._trace_config
+
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
     ) -> Awaitable[ClientResponse]:
@@ -120,12 +153,57 @@ class AuthMiddleware:
         Returns:
             Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
         """
+        traced = trace_context(request, self._trace_config)
+        if traced is not None:  # aiohttp said where the call started
+            asked = traced.asked_origin
+            return self._flow.send(request, handler, asked, self._retry)
         redirected = self._redirected
-        # A call's first request, unless a redirect of this call was noted.
         asked_origin = redirected.asked_origin(request) if redirected else None
+        if asked_origin is None and not first_in_chain(sys._getframe(1)):
+            return self._unplaced_request(request, handler)
         return self._flow.send(
             request, handler, asked_origin, self._retry, None, redirected
         )
+
+    def _unplaced_request(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> Awaitable[ClientResponse]:
+        """Send a request this middleware cannot place in its call, unauthorized.
+
+        A middleware before this one may have answered a redirect itself, so
+        this request may be a hop to anywhere. The session gets this
+        middleware's trace config, which places every later call.
+        """
+        session = request.session
+        if session is not None and session not in self._unplaced:
+            self._unplaced.add(session)
+            if self._trace_config not in session.trace_configs:
+                session.trace_configs.append(self._trace_config)
+            LOGGER.warning(
+                "AuthMiddleware is not the first middleware of this session and "
+                "its trace config was not on it: %s %s is sent unauthorized. "
+                "Later calls are placed; pass trace_configs=[auth.trace_config] "
+                "to aiohttp.ClientSession to place the first ones too.",
+                request.method,
+                safe_url(request.url),
+            )
+        return handler(request)
+
+
+def _asked_origins() -> aiohttp.TraceConfig:
+    """A trace config that notes the origin each call asked for."""
+
+    async def on_request_start(
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceRequestStartParams,
+    ) -> None:
+        context.asked_origin = params.url.origin()
+
+    trace_config = aiohttp.TraceConfig()
+    trace_config.on_request_start.append(on_request_start)
+    trace_config.freeze()
+    return trace_config
 
 
 def check_retry(retry: Any) -> Retry | None:

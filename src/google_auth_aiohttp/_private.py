@@ -1,7 +1,8 @@
 """Every private name of aiohttp and google-auth this package uses, and only here.
 
 aiohttp gives client middlewares no public way to tell which call a request
-belongs to, nor to change a built request's SSL context, and no public name
+belongs to or whether a middleware runs before them, nor to change a built
+request's SSL context, and no public name
 for what ``ClientSession.request()`` returns, which wraps
 ``ClientSession._request``. google-auth keeps private its mTLS helpers, its
 refresh threshold and clock, its legacy async credentials, self-signed JWTs
@@ -15,11 +16,12 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
+from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, get_origin
 
 import aiohttp
 import google.auth
-from aiohttp import ClientRequest
+from aiohttp import ClientRequest, client_middlewares
 
 __all__ = [
     "IAM_ID_TOKEN_ENDPOINT",
@@ -28,6 +30,7 @@ __all__ = [
     "RequestContextManager",
     "call_of",
     "client_certificate",
+    "first_in_chain",
     "google_is_mtls_endpoint",
     "impersonation_source",
     "is_regional_access_boundary_lookup_enabled",
@@ -35,6 +38,7 @@ __all__ = [
     "rotated_client_certificate",
     "session_request",
     "sign_own_jwts",
+    "trace_context",
     "usage_metric_header",
     "use_client_certificate",
     "utcnow",
@@ -104,6 +108,55 @@ def call_of(request: ClientRequest) -> Any:
             "google_auth_aiohttp.AuthorizedSession, or an aiohttp version that "
             "google-auth-aiohttp declares."
         ) from None
+
+
+def _codes_within(code: CodeType) -> set[CodeType]:
+    """``code`` and every function's code defined inside it."""
+    found = {code}
+    for constant in code.co_consts:
+        if isinstance(constant, CodeType):
+            found |= _codes_within(constant)
+    return found
+
+
+# The functions aiohttp wraps each middleware of a chain in.
+_CHAIN_WRAPPERS = frozenset(
+    _codes_within(client_middlewares.build_client_middlewares.__code__)
+)
+_CALL_CODE = aiohttp.ClientSession._request.__code__
+
+
+def first_in_chain(caller: FrameType | None) -> bool:
+    """Whether a middleware called from ``caller`` is the first of its call's chain.
+
+    aiohttp calls the first middleware from the wrapper that
+    ``ClientSession._request`` awaits; any other one is called from the
+    middleware before it. Where that cannot be seen (a middleware before it
+    spawned a task, another aiohttp), the answer is False.
+
+    Args:
+        caller (Optional[types.FrameType]): The frame that called the middleware.
+
+    Returns:
+        bool: True only if no middleware runs before it in this call.
+    """
+    frame = caller
+    while frame is not None and frame.f_code in _CHAIN_WRAPPERS:
+        frame = frame.f_back
+    return frame is not None and frame.f_code is _CALL_CODE
+
+
+def trace_context(request: ClientRequest, trace_config: Any) -> Any:
+    """The context ``trace_config`` has in ``request``'s call, if it traces it.
+
+    Returns:
+        Optional[types.SimpleNamespace]: What that trace config's hooks were
+        given at the call's start; None if it does not trace this call.
+    """
+    for trace in getattr(request, "_traces", ()):
+        if getattr(trace, "_trace_config", None) is trace_config:
+            return getattr(trace, "_trace_config_ctx", None)
+    return None
 
 
 def replace_ssl_context(request: ClientRequest, old: Any, new: Any) -> None:

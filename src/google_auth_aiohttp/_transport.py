@@ -23,7 +23,7 @@ from yarl import URL
 from google_auth_aiohttp._checks import seconds
 from google_auth_aiohttp._credentials_request import credentials_request
 from google_auth_aiohttp._decoding import decode_body
-from google_auth_aiohttp._logging import LOGGER, safe_url
+from google_auth_aiohttp._logging import LOGGER, safe_url, scrub
 
 _DEFAULT_TIMEOUT = 180
 """Seconds a request may take, as in google-auth's aiohttp transport."""
@@ -127,7 +127,7 @@ class Response(google_transport.Response):
 
         Raises:
             google.auth.exceptions.TransportError: If the body cannot be read,
-                or is larger than 1 MiB (:data:`MAX_BODY`): no token, metadata
+                or is larger than 1 MiB (``MAX_BODY``): no token, metadata
                 or certificate answer is, and credentials read it all in memory.
 
         """
@@ -152,7 +152,7 @@ class Response(google_transport.Response):
 
         Raises:
             google.auth.exceptions.TransportError: If the body cannot be read or
-                decoded, or decodes to more than 1 MiB (:data:`MAX_BODY`).
+                decoded, or decodes to more than 1 MiB (``MAX_BODY``).
 
         """
         raw = await self.raw_content()
@@ -358,7 +358,8 @@ def _transport_error(
     if isinstance(caught, asyncio.TimeoutError):
         cause = "timed out"
     else:
-        cause = f"{type(caught).__name__}: {caught}"
+        # aiohttp's texts may quote the URL with its query or user info.
+        cause = scrub(f"{type(caught).__name__}: {caught}")
     return exceptions.TransportError(
         f"{method} {safe_url(url)} failed while {doing}: {cause}"
     )

@@ -204,8 +204,8 @@ class GoogleEmulator:
         token_body (Optional[Tuple[str, bytes]]): When set, every token
             request is answered 200 with this content type and body (HTML from
             a captive portal, a JSON list...).
-        certs_max_age (int): The ``max-age`` the certificates endpoint
-            (:attr:`certs_url`) sends.
+        certs_max_age (Optional[int]): The ``max-age`` the certificates endpoint
+            (:attr:`certs_url`) sends; None sends no ``Cache-Control``.
         certs_requests (int): Requests the certificates endpoint received.
         certs_status (int): The status the certificates endpoint answers;
             anything but 200 comes with an error body and no keys.
@@ -227,7 +227,7 @@ class GoogleEmulator:
         self._port = port
         # (key id, private PEM, public PEM), the current one last
         self._id_keys: list[tuple[str, Any, str]] = []
-        self.certs_max_age = 3600
+        self.certs_max_age: int | None = 3600
         self.certs_requests = 0
         self.certs_status = 200
         self.certs_gate = Gate()
@@ -344,10 +344,15 @@ class GoogleEmulator:
     def authorized_user_info(self) -> dict[str, str]:
         """Create an OAuth client and refresh token the token endpoint trusts.
 
+        The info is what ``gcloud auth application-default login`` writes,
+        its ``token_uri`` this emulator's. Do not hand it to google-auth's
+        ``Credentials.from_authorized_user_info`` nor write it to a file for
+        ``GOOGLE_APPLICATION_CREDENTIALS``: both send the refresh token to
+        Google's real token endpoint, whatever ``token_uri`` says. Use
+        :meth:`user_credentials`, which keeps it on this emulator.
+
         Returns:
-            Mapping[str, str]: Authorized-user info, as ``gcloud auth
-            application-default login`` writes it, for
-            ``Credentials.from_authorized_user_info``.
+            Mapping[str, str]: Authorized-user info.
 
         """
         client_id = f"{secrets.token_hex(8)}.apps.emulator.test"
@@ -364,6 +369,29 @@ class GoogleEmulator:
             "refresh_token": client.refresh_token,
             "token_uri": self.token_uri,
         }
+
+    def user_credentials(self, scopes: list[str] | None = None) -> Any:
+        """Create user credentials that refresh with this emulator only.
+
+        Args:
+            scopes (Optional[List[str]]): The scopes to ask for.
+
+        Returns:
+            Any: google-auth's ``google.oauth2.credentials.Credentials`` of a
+            new OAuth client and refresh token (:meth:`authorized_user_info`),
+            whose ``token_uri`` is this emulator's.
+        """
+        from google.oauth2 import credentials as user_credentials
+
+        info = self.authorized_user_info()
+        return user_credentials.Credentials(
+            token=None,
+            refresh_token=info["refresh_token"],
+            client_id=info["client_id"],
+            client_secret=info["client_secret"],
+            token_uri=info["token_uri"],
+            scopes=scopes,
+        )
 
     @property
     def issued_tokens(self) -> dict[str, IssuedToken]:
@@ -477,6 +505,7 @@ class GoogleEmulator:
         issuer: str = "https://accounts.google.com",
         lifetime: int | None = None,
         key_id: str | None = None,
+        email_verified: bool = True,
     ) -> str:
         """Issue an ID token, as Google would for a caller of ``audience``.
 
@@ -489,6 +518,7 @@ class GoogleEmulator:
                 expired token. By default :attr:`token_lifetime`.
             key_id (Optional[str]): The ``kid`` header to claim, signed with the
                 current key whatever it says (to test unknown key ids).
+            email_verified (bool): The ``email_verified`` claim.
 
         Returns:
             str: The signed token; the emulator's API accepts it too.
@@ -509,7 +539,7 @@ class GoogleEmulator:
                 "iss": issuer,
                 "sub": subject,
                 "email": subject,
-                "email_verified": True,
+                "email_verified": email_verified,
                 "aud": audience,
                 "iat": min(now, now + lifetime),
                 "exp": now + lifetime,
@@ -534,9 +564,12 @@ class GoogleEmulator:
             return web.json_response(
                 {"error": {"code": self.certs_status}}, status=self.certs_status
             )
+        headers = {}
+        if self.certs_max_age is not None:
+            headers["Cache-Control"] = f"public, max-age={self.certs_max_age}"
         return web.json_response(
             {key_id: public_pem for key_id, _, public_pem in self._id_keys},
-            headers={"Cache-Control": f"public, max-age={self.certs_max_age}"},
+            headers=headers,
         )
 
     async def _metadata_ping(self, request: web.Request) -> web.Response:
