@@ -12,12 +12,14 @@ passed in), never ``requests``.
 from __future__ import annotations
 
 import datetime
+import inspect
 from collections.abc import MutableMapping
 from typing import Any
 
 from google.auth.aio import credentials as aio_credentials
 
 from google_auth_aiohttp._credentials import AioAdapter
+from google_auth_aiohttp._private import REFRESH_THRESHOLD, utcnow
 from google_auth_aiohttp._refresh import Route, refresher_for
 from google_auth_aiohttp._transport import AioTransport
 
@@ -111,10 +113,9 @@ class AioCredentials(aio_credentials.Credentials):
                 "google-auth's AsyncAuthorizedSession passes none before 2.49 "
                 "when the call has no headers: pass headers={}, or upgrade."
             )
-        added, _ = await self._refresher.headers(
-            self._route(request), method, url, wait_until=None
+        await self._refresher.headers(
+            self._route(request), method, url, wait_until=None, into=headers
         )
-        headers.update(added)
 
     async def refresh(self, request: Any) -> None:
         """Refresh now, or join the refresh already under way.
@@ -127,7 +128,32 @@ class AioCredentials(aio_credentials.Credentials):
     async def apply(
         self, headers: MutableMapping[str, str], token: str | None = None
     ) -> None:
-        """Add the token (or ``token``) and the quota project to ``headers``."""
-        headers["authorization"] = f"Bearer {token or self.token}"
-        if self.quota_project_id:
-            headers["x-goog-user-project"] = self.quota_project_id
+        """Add the wrapped credentials' headers for their token (or ``token``).
+
+        Their own ``apply`` decides what goes on: ``Authorization: Bearer``,
+        ``x-goog-api-key`` for an API key, the quota project, whatever a
+        subclass adds.
+        """
+        credentials = self._adapter.credentials
+        if token is None:
+            result = credentials.apply(headers)
+        else:
+            result = credentials.apply(headers, token=token)
+        if inspect.isawaitable(result):
+            await result
+
+    @property
+    def expired(self) -> bool:
+        """Whether the wrapped credentials' token has expired, as they say."""
+        stated = getattr(self._adapter.credentials, "expired", None)
+        if isinstance(stated, bool):
+            return stated
+        expiry = self.expiry
+        return expiry is not None and utcnow() >= expiry - REFRESH_THRESHOLD
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else google-auth's credentials have (universe_domain,
+        # service_account_email, token_state...) is the wrapped credentials'.
+        if name.startswith("__") or name in ("_adapter", "_refresher"):
+            raise AttributeError(name)
+        return getattr(self._adapter.credentials, name)

@@ -15,12 +15,12 @@ import aiohttp
 import google.auth
 
 from google_auth_aiohttp._sync_transport import call_blocking
-from google_auth_aiohttp._transport import Request
+from google_auth_aiohttp._transport import AioTransport, Request
 
 
 async def default(
     scopes: Sequence[str] | None = None,
-    *,
+    request: Any = None,
     quota_project_id: str | None = None,
     default_scopes: Sequence[str] | None = None,
 ) -> tuple[Any, str | None]:
@@ -38,12 +38,18 @@ async def default(
         async with AuthorizedSession(credentials) as session:
             ...
 
-    google-auth's Compute Engine module imports ``requests`` itself; where it
-    is not installed, google-auth skips the metadata server, as its own
-    ``default()`` does.
+    The arguments are google-auth's, in its order. google-auth's Compute
+    Engine module imports ``requests`` when it loads, which this package
+    installs for it; nothing is sent through it.
 
     Args:
         scopes (Optional[Sequence[str]]): The scopes to request.
+        request (Optional[Callable]): The transport google-auth probes the
+            metadata server and asks for the project ID with: a
+            :class:`google_auth_aiohttp.Request` (its session's proxy and SSL
+            settings apply), a ``google.auth.aio`` transport, or a sync
+            google-auth transport (run in the thread). By default, a
+            :class:`~google_auth_aiohttp.Request` of its own.
         quota_project_id (Optional[str]): The project to bill for quota.
         default_scopes (Optional[Sequence[str]]): Scopes a client library asks
             for when the user gives none.
@@ -66,5 +72,15 @@ async def default(
         )
         return found
 
+    if request is not None:
+        if not isinstance(request, Request) and _is_aio_transport(request):
+            request = AioTransport(request)
+        return await call_blocking(find, request)
     async with aiohttp.ClientSession() as session:
         return await call_blocking(find, Request(session))
+
+
+def _is_aio_transport(request: Any) -> bool:
+    from google.auth.aio import transport as aio_transport
+
+    return isinstance(request, aio_transport.Request)

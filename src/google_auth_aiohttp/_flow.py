@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Collection
+from collections.abc import Awaitable, Collection, Mapping, MutableMapping
 from functools import partial
 from typing import Any, Protocol
 
@@ -231,6 +231,7 @@ class AuthFlow:
             )
             response = await handler(request)
         else:
+            fresh: tuple[Mapping[str, str], Any] | None
             fresh = self._refresher.kept_headers()  # steady state: no google-auth
             if fresh is None:
                 fresh = await self._credentials_headers(request, limits)
@@ -268,7 +269,7 @@ class AuthFlow:
 
     def _credentials_headers(
         self, request: ClientRequest, limits: CallLimits | None
-    ) -> Awaitable[tuple[dict[str, str], Any]]:
+    ) -> Awaitable[tuple[MutableMapping[str, str], Any]]:
         """The headers the credentials add, after any refresh needed, and the token."""
         return self._refresher.headers(
             self._route(request.session),
@@ -358,7 +359,7 @@ REDACTED = "<redacted>"
 _NOT_SECRET = frozenset((_API_CLIENT, "x-goog-user-project"))
 
 
-def _redact(headers: CIMultiDict[Any], added: dict[str, str]) -> None:
+def _redact(headers: CIMultiDict[Any], added: Mapping[str, str]) -> None:
     """Blank the credentials' secrets in a sent request's headers.
 
     aiohttp's ``request_info`` (on the response, and in the
@@ -394,7 +395,7 @@ def _waits_until(request: ClientRequest, limits: CallLimits | None) -> float | N
     return asyncio.get_running_loop().time() + total - WAIT_MARGIN
 
 
-def _merge_headers(headers: CIMultiDict[Any], added: dict[str, str]) -> None:
+def _merge_headers(headers: CIMultiDict[Any], added: Mapping[str, str]) -> None:
     # What google-auth's before_request does to a request's headers: set each
     # one, but append to a client library's own x-goog-api-client (once: a
     # request re-sent after a refresh already has it).

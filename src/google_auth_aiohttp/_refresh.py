@@ -35,7 +35,7 @@ import datetime
 import math
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -262,8 +262,13 @@ class Refresher:
     # -- Headers ------------------------------------------------------------
 
     async def headers(
-        self, route: Route, method: str, url: str, wait_until: float | None
-    ) -> tuple[dict[str, str], Any]:
+        self,
+        route: Route,
+        method: str,
+        url: str,
+        wait_until: float | None,
+        into: MutableMapping[str, str] | None = None,
+    ) -> tuple[MutableMapping[str, str], Any]:
         """The headers the credentials add to a request, and the token in them.
 
         A stale token is used as it is while a background refresh starts; a
@@ -275,9 +280,12 @@ class Refresher:
             url (str): The request's URL.
             wait_until (Optional[float]): When, in ``loop.time()``, the caller
                 stops waiting for a refresh.
+            into (Optional[MutableMapping[str, str]]): The caller's headers, to
+                add to (a ``before_request`` sees them); by default a new dict,
+                which may be kept and reused for this token.
 
         Returns:
-            Tuple[Dict[str, str], Any]: The headers, and the token.
+            Tuple[MutableMapping[str, str], Any]: The headers, and the token.
 
         Raises:
             RefreshWaitTimeout: If ``wait_until`` passed first.
@@ -290,11 +298,11 @@ class Refresher:
         elif state is TokenState.STALE:
             self.refresh_in_background(route)
         adapter = self.adapter
-        headers: dict[str, str] = {}
+        headers: MutableMapping[str, str] = {} if into is None else into
         if adapter.token_only:
             await adapter.apply_token(headers)
-            if state is TokenState.FRESH:
-                self._keep(headers)
+            if state is TokenState.FRESH and into is None:
+                self._keep(dict(headers))
             return headers, adapter.token
         if state is TokenState.STALE and adapter.refreshes_in_before_request():
             # Their own before_request would refresh now, each caller on its
@@ -308,7 +316,6 @@ class Refresher:
             if state is TokenState.INVALID or not adapter.can_apply:
                 raise
             LOGGER.debug("before_request failed to refresh; the token still works.")
-            headers.clear()
             await adapter.apply_token(headers)
         return headers, adapter.token
 

@@ -265,7 +265,10 @@ with warnings.catch_warnings():
             data: Any = None,
             headers: Any = None,
             max_allowed_time: float | None = None,
-            timeout: float | aiohttp.ClientTimeout | None = _SESSION_TIMEOUT,
+            timeout: float
+            | tuple[float | None, float | None]
+            | aiohttp.ClientTimeout
+            | None = _SESSION_TIMEOUT,
             auto_decompress: bool | None = None,
             retry: Retry | None = None,
             stream: bool | None = None,
@@ -284,10 +287,13 @@ with warnings.catch_warnings():
                 max_allowed_time (Optional[float]): Seconds the whole call may
                     take: waiting for credentials, refreshes and every attempt.
                     When they pass, :class:`TimeoutError` is raised at once.
-                timeout (Union[float, aiohttp.ClientTimeout, None]): aiohttp's
-                    timeout for the call. Defaults to the session's own
-                    ``timeout``, which is 180 s unless the session was given one;
-                    any value passed here, 180 included, is used instead.
+                timeout (Union[float, Tuple, aiohttp.ClientTimeout, None]):
+                    aiohttp's timeout for the call: seconds in all, a
+                    ``(connect, read)`` pair as in google-auth's sync session,
+                    or a ``ClientTimeout``; 0 fails at once, None is no limit.
+                    Defaults to the session's own ``timeout``, which is 180 s
+                    unless the session was given one; any value passed here,
+                    180 included, is used instead.
                 auto_decompress (Optional[bool]): Whether to decompress this
                     response's body; defaults to the session's setting.
                 retry (Optional[Retry]): Retries for this call, instead of the
@@ -319,6 +325,8 @@ with warnings.catch_warnings():
                     "is closed. Create a new one (for example with `async with "
                     "AuthorizedSession(credentials) as session:`)."
                 )
+            if kwargs.keys() & _REQUESTS_KEYWORDS:
+                _refuse_requests_keywords(kwargs)
             if headers:
                 headers = decode_bytes_values(headers)
             if self._mtls.context is not None:
@@ -558,6 +566,23 @@ class _Lease:
         self.users -= 1
         if not self.users and self.owned:
             await self.connector.close()
+
+
+# What google-auth's sync session (requests) takes, and aiohttp's equivalent.
+_REQUESTS_KEYWORDS = {
+    "verify": "ssl= (False, or an ssl.SSLContext made with the CA bundle)",
+    "cert": "ssl= (an ssl.SSLContext with load_cert_chain()), or "
+    "configure_mtls_channel() for Google's client certificates",
+    "proxies": "proxy= (one URL), or trust_env=True on the session for HTTP(S)_PROXY",
+}
+
+
+def _refuse_requests_keywords(kwargs: Mapping[str, Any]) -> None:
+    name = next(k for k in _REQUESTS_KEYWORDS if k in kwargs)
+    raise TypeError(
+        f"{name}= is a keyword of requests (google-auth's sync session), which "
+        f"aiohttp does not take: use aiohttp's {_REQUESTS_KEYWORDS[name]}."
+    )
 
 
 def decode_bytes_values(headers: Any) -> Any:

@@ -40,9 +40,13 @@ _TIMEOUT_FIELDS = ("total", "connect", "sock_read", "sock_connect")
 
 
 def client_timeout(
-    timeout: float | aiohttp.ClientTimeout | None,
+    timeout: float | tuple[float | None, float | None] | aiohttp.ClientTimeout | None,
 ) -> aiohttp.ClientTimeout:
     """Return ``timeout`` (seconds in all, or None for none) as a ClientTimeout.
+
+    A ``(connect, read)`` pair, as google-auth's sync session (``requests``)
+    takes, bounds connecting (``sock_connect``) and each wait for data
+    (``sock_read``), with no total.
 
     One rule for every timeout this package takes, a number or a field of an
     :class:`aiohttp.ClientTimeout`: None means no limit, 0 means fail at once
@@ -50,12 +54,22 @@ def client_timeout(
     limit), and anything else must be a finite number of seconds.
 
     Raises:
-        TypeError: If ``timeout`` is neither, nor a number.
+        TypeError: If ``timeout`` is neither, nor a number, nor a pair.
         ValueError: If it, or a field of it, is a negative, NaN or infinite
             number.
     """
     if timeout is None:
         return NO_CLIENT_TIMEOUT
+    if isinstance(timeout, tuple):
+        if len(timeout) != 2:
+            raise TypeError(
+                "A timeout tuple is (connect, read), as in requests; got "
+                f"{len(timeout)} values."
+            )
+        connect, read = timeout
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect, sock_read=read
+        )
     if isinstance(timeout, aiohttp.ClientTimeout):
         fields = {name: getattr(timeout, name) for name in _TIMEOUT_FIELDS}
         checked = [
@@ -205,7 +219,10 @@ class Request(google_transport.Request):
         method: str = "GET",
         body: Any = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float | aiohttp.ClientTimeout | None = _DEFAULT_TIMEOUT,
+        timeout: float
+        | tuple[float | None, float | None]
+        | aiohttp.ClientTimeout
+        | None = _DEFAULT_TIMEOUT,
         **kwargs: Any,
     ) -> Response:
         """Make an HTTP request.
@@ -216,8 +233,9 @@ class Request(google_transport.Request):
             body (Optional[Any]): The body: bytes, str, or anything
                 ``aiohttp.ClientSession.request`` takes as ``data``.
             headers (Optional[Mapping[str, str]]): Request headers.
-            timeout (Union[float, aiohttp.ClientTimeout, None]): Seconds the
-                request may take in all, or an :class:`aiohttp.ClientTimeout`.
+            timeout (Union[float, Tuple, aiohttp.ClientTimeout, None]): Seconds
+                the request may take in all, a ``(connect, read)`` pair, or an
+                :class:`aiohttp.ClientTimeout`; 0 fails at once, None is no limit.
             kwargs: Passed through to :meth:`aiohttp.ClientSession.request`.
                 Redirects are followed within the request's origin only
                 (``allow_redirects=False`` follows none).
