@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import inspect
 import json
 import math
 import os
@@ -55,6 +56,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
+import google.auth
 from aiohttp import web
 from google.auth import exceptions, impersonated_credentials, jwt
 
@@ -70,9 +72,15 @@ from google_auth_aiohttp._transport import ReadResponse, Request
 __all__ = [
     "CLAIMS",
     "DEFAULT_CERTS_TIMEOUT",
+    "FIREBASE_ISSUER_PREFIX",
     "GOOGLE_APIS_CERTS_URL",
     "GOOGLE_ISSUERS",
     "GOOGLE_OAUTH2_CERTS_URL",
+    "IAP_CERTS_URL",
+    "IAP_CLAIMS",
+    "IAP_HEADER",
+    "IAP_ISSUER",
+    "IAP_REQUEST_KEY",
     "MIN_FRESH",
     "REQUEST_KEY",
     "RETRY_AFTER_FAILURE",
@@ -81,8 +89,10 @@ __all__ = [
     "UNKNOWN_KEY_COOLDOWN",
     "fetch_id_token",
     "fetch_id_token_credentials",
+    "iap_middleware",
     "middleware",
     "verify_firebase_token",
+    "verify_iap_token",
     "verify_oauth2_token",
     "verify_token",
 ]
@@ -119,6 +129,9 @@ REVALIDATE_WAIT = 1.0
 #: still verify.
 RETRY_AFTER_FAILURE = 5.0
 
+#: What the issuer of a Firebase ID token starts with; the project ID follows.
+FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
+
 #: The issuers of Google's ID tokens.
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
 _MAX_AGE = re.compile(r"max-age=(\d+)")
@@ -126,13 +139,31 @@ _MAX_AGE = re.compile(r"max-age=(\d+)")
 #: The claims of the verified token, where :func:`middleware` puts them.
 REQUEST_KEY = "google_id_token"
 
+#: Identity-Aware Proxy's signing keys, a JWK set of EC P-256 keys.
+IAP_CERTS_URL = "https://www.gstatic.com/iap/verify/public_key-jwk"
+
+#: The issuer of the JWTs Identity-Aware Proxy sends.
+IAP_ISSUER = "https://cloud.google.com/iap"
+
+#: The header Identity-Aware Proxy puts its JWT in.
+IAP_HEADER = "x-goog-iap-jwt-assertion"
+
+#: The claims of the verified IAP JWT, where :func:`iap_middleware` puts them.
+IAP_REQUEST_KEY = "google_iap_jwt"
+
 #: The same claims under a typed key, on aiohttp versions that have them
 #: (``request[id_token.CLAIMS]``); None on older ones.
 CLAIMS: Any = web.RequestKey(REQUEST_KEY, dict) if hasattr(web, "RequestKey") else None
 
+#: The IAP claims under a typed key (``request[id_token.IAP_CLAIMS]``), on
+#: aiohttp versions that have them; None on older ones.
+IAP_CLAIMS: Any = (
+    web.RequestKey(IAP_REQUEST_KEY, dict) if hasattr(web, "RequestKey") else None
+)
+
 
 async def fetch_id_token_credentials(
-    audience: str, request: Request | None = None
+    audience: str, request: Request | None = None, bind_id_token: bool | None = None
 ) -> Any:
     """Find credentials that make ID tokens for ``audience``, as google-auth does.
 
@@ -146,6 +177,9 @@ async def fetch_id_token_credentials(
         audience (str): The ``aud`` of the tokens: usually the service's URL.
         request (Optional[google_auth_aiohttp.Request]): The transport to probe
             the metadata server with; by default one made for the call.
+        bind_id_token (Optional[bool]): As in google-auth (2.63 and newer):
+            whether the metadata server is asked for a certificate-bound token;
+            None lets google-auth decide. No effect with a credentials file.
 
     Returns:
         google.auth.credentials.Credentials: Sync ID-token credentials; use
@@ -154,28 +188,44 @@ async def fetch_id_token_credentials(
     Raises:
         google.auth.exceptions.DefaultCredentialsError: If none were found, or
             the file is not valid.
+        TypeError: If ``bind_id_token`` is given and this google-auth has no
+            such argument.
     """
     from google.oauth2 import id_token as google_id_token
 
+    find: Any = google_id_token.fetch_id_token_credentials
+    options = {}
+    if bind_id_token is not None:
+        if "bind_id_token" not in inspect.signature(find).parameters:
+            raise TypeError(
+                "bind_id_token needs a google-auth that has it (2.63 has it; "
+                f"{google.auth.__version__} does not)."
+            )
+        options["bind_id_token"] = bind_id_token
     info = _credentials_file()
     if info is not None and info.get("type") == "impersonated_service_account":
         return _ImpersonatedIDTokenCredentials.from_info(info, audience)
     transport = request if request is not None else Request()
+
+    def fetch(sync_request: Any) -> Any:
+        return find(audience, sync_request, **options)
+
     try:
-        return await call_blocking(
-            _swapped(google_id_token.fetch_id_token_credentials), transport, audience
-        )
+        return await call_blocking(fetch, transport)
     finally:
         if request is None:
             await transport.close()
 
 
-async def fetch_id_token(request: Request, audience: str) -> str:
+async def fetch_id_token(
+    request: Request, audience: str, bind_id_token: bool | None = None
+) -> str:
     """Fetch an ID token for ``audience`` from the environment.
 
     Args:
         request (google_auth_aiohttp.Request): The transport to fetch it with.
         audience (str): The ``aud`` of the token.
+        bind_id_token (Optional[bool]): See :func:`fetch_id_token_credentials`.
 
     Returns:
         str: The ID token.
@@ -185,15 +235,12 @@ async def fetch_id_token(request: Request, audience: str) -> str:
             found.
         google.auth.exceptions.RefreshError: If the token was refused.
     """
-    credentials = await fetch_id_token_credentials(audience, request=request)
+    credentials = await fetch_id_token_credentials(
+        audience, request=request, bind_id_token=bind_id_token
+    )
     await refresher_for(credentials).refresh(Route(request))
     token: str = credentials.token
     return token
-
-
-def _swapped(function: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``function(a, request)`` called as ``(request, a)``, as call_blocking calls."""
-    return lambda request, argument: function(argument, request)
 
 
 def _credentials_file() -> dict[str, Any] | None:
@@ -308,7 +355,8 @@ async def verify_token(
             google-auth (a server should always give one); an empty string or
             collection is refused.
         certs_url (str): Where the public keys are published: a JSON object
-            of key id to PEM certificate or public key.
+            of key id to PEM certificate or public key, or a JWK set (RSA and
+            EC P-256 keys), such as ``https://www.googleapis.com/oauth2/v3/certs``.
         clock_skew_in_seconds (int): Leeway for ``iat`` and ``exp``.
         certs_timeout (float): Seconds a certificate fetch may take.
 
@@ -317,11 +365,27 @@ async def verify_token(
 
     Raises:
         ValueError: If the token is not a str or bytes, is malformed, its
-            signature does not verify, or its audience or times are wrong
+            algorithm is not its key's, its signature does not verify, or its
+            audience or times are wrong
             (google-auth's ``InvalidValue``/``MalformedError`` are both).
         google.auth.exceptions.TransportError: If no usable certificates could
             be had: the token could not be checked either way.
     """
+    return await _verify(
+        id_token, request, audience, certs_url, clock_skew_in_seconds, certs_timeout
+    )
+
+
+async def _verify(
+    id_token: str | bytes,
+    request: Callable[..., Awaitable[Any]],
+    audience: str | Collection[str] | None,
+    certs_url: str,
+    clock_skew_in_seconds: int,
+    certs_timeout: float,
+    algorithms: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """:func:`verify_token`, the token's ``alg`` one of ``algorithms`` if given."""
     if not isinstance(id_token, (str, bytes)):
         raise ValueError(
             f"The ID token must be a str or bytes, not {type(id_token).__name__}."
@@ -333,8 +397,21 @@ async def verify_token(
         token = id_token.decode() if isinstance(id_token, bytes) else id_token
     except UnicodeDecodeError:
         raise ValueError("The ID token is malformed: it is not text.") from None
-    key_id = _key_id(token)
-    certs = await _cache_for(certs_url).certs(request, key_id, certs_timeout)
+    header = _header(token)
+    if algorithms is not None and header.get("alg") not in algorithms:
+        raise ValueError(
+            f"The token's algorithm is not one of {sorted(algorithms)}: "
+            "it is not valid."
+        )
+    key_id = header.get("kid") if isinstance(header.get("kid"), str) else None
+    cache = _cache_for(certs_url)
+    certs = await cache.certs(request, key_id, certs_timeout)
+    expected = cache.algorithms.get(key_id) if key_id is not None else None
+    if expected is not None and header.get("alg") != expected:
+        raise ValueError(
+            "The ID token's algorithm does not match its key's, "
+            f"{expected}: it is not valid."
+        )
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
@@ -391,8 +468,38 @@ async def verify_firebase_token(
     *,
     certs_timeout: float = DEFAULT_CERTS_TIMEOUT,
 ) -> dict[str, Any]:
-    """Verify an ID token issued by Firebase; see :func:`verify_token`."""
-    return await verify_token(
+    """Verify an ID token issued by Firebase Authentication.
+
+    As google-auth 2.63: with Google's Firebase certificates; the ``aud``
+    claim must be a non-empty string (the Firebase project ID), the issuer
+    ``https://securetoken.google.com/<aud>``, and ``sub`` a non-empty string.
+
+    Args:
+        id_token (Union[str, bytes]): The encoded token.
+        request (Callable): The transport certificates are fetched with.
+        audience (Union[str, Collection[str], None]): Your Firebase project ID.
+            Without one the audience is not checked, and a :class:`UserWarning`
+            says so, as google-auth does.
+        clock_skew_in_seconds (int): Leeway for ``iat`` and ``exp``.
+        certs_timeout (float): Seconds a certificate fetch may take.
+
+    Returns:
+        Mapping[str, Any]: The token's claims.
+
+    Raises:
+        google.auth.exceptions.InvalidValue: If the audience, issuer or subject
+            claim is not valid (a ``ValueError`` too).
+        ValueError: If the token does not verify.
+    """
+    if not audience:
+        warnings.warn(
+            "verify_firebase_token without an audience leaves the token's "
+            "audience unchecked: pass your Firebase project ID as audience.",
+            UserWarning,
+            stacklevel=2,
+        )
+        audience = None
+    claims = await verify_token(
         id_token,
         request,
         audience=audience,
@@ -400,6 +507,17 @@ async def verify_firebase_token(
         clock_skew_in_seconds=clock_skew_in_seconds,
         certs_timeout=certs_timeout,
     )
+    token_audience = claims.get("aud")
+    if not isinstance(token_audience, str) or not token_audience:
+        raise exceptions.InvalidValue("The token has no valid 'aud' claim.")
+    if claims.get("iss") != FIREBASE_ISSUER_PREFIX + token_audience:
+        raise exceptions.InvalidValue(
+            f"Wrong issuer: 'iss' should be '{FIREBASE_ISSUER_PREFIX}<aud>'."
+        )
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise exceptions.InvalidValue("The token has no valid 'sub' claim.")
+    return claims
 
 
 def middleware(
@@ -451,28 +569,181 @@ def middleware(
     audiences = _required_audiences(audience)
     seconds("certs_timeout", certs_timeout)
     admitted_issuers = _required("issuers", issuers)
+
+    async def verify(token: str) -> dict[str, Any]:
+        return await verify_token(
+            token,
+            _fetch_alone,
+            audience=audiences,
+            certs_url=certs_url,
+            clock_skew_in_seconds=clock_skew_in_seconds,
+            certs_timeout=certs_timeout,
+        )
+
+    return _guard(
+        _bearer_token,
+        verify,
+        admitted_issuers,
+        allowed_emails,
+        verified_emails=True,
+        keys=(REQUEST_KEY, CLAIMS),
+        missing="A Google ID token is required.",
+    )
+
+
+async def verify_iap_token(
+    iap_jwt: str | bytes,
+    request: Callable[..., Awaitable[Any]],
+    audience: str | Collection[str],
+    clock_skew_in_seconds: int = 0,
+    *,
+    certs_url: str | None = None,
+    certs_timeout: float = DEFAULT_CERTS_TIMEOUT,
+) -> dict[str, Any]:
+    """Verify the JWT Identity-Aware Proxy put in ``x-goog-iap-jwt-assertion``.
+
+    It must be signed with ES256 by one of IAP's keys (a JWK set, cached as
+    the other certificates are), issued by ``https://cloud.google.com/iap``,
+    for ``audience``::
+
+        claims = await id_token.verify_iap_token(
+            request.headers["x-goog-iap-jwt-assertion"],
+            transport,
+            "/projects/123456/global/backendServices/7890",
+        )
+
+    Args:
+        iap_jwt (Union[str, bytes]): The header's value.
+        request (Callable): The transport IAP's keys are fetched with.
+        audience (Union[str, Collection[str]]): The expected ``aud``:
+            ``/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID``, or
+            ``/projects/PROJECT_NUMBER/apps/PROJECT_ID`` for App Engine.
+            Required.
+        clock_skew_in_seconds (int): Leeway for ``iat`` and ``exp``.
+        certs_url (Optional[str]): Where IAP's keys are published; by default
+            :data:`IAP_CERTS_URL`.
+        certs_timeout (float): Seconds a key fetch may take.
+
+    Returns:
+        Mapping[str, Any]: The JWT's claims (``email``, ``sub``, ``hd``...).
+
+    Raises:
+        ValueError: If ``audience`` is missing or empty, or the JWT does not
+            verify, is not ES256 or not IAP's.
+        google.auth.exceptions.TransportError: If IAP's keys could not be had.
+    """
+    audiences = _required_audiences(audience)
+    claims = await _verify(
+        iap_jwt,
+        request,
+        audiences,
+        IAP_CERTS_URL if certs_url is None else certs_url,
+        clock_skew_in_seconds,
+        certs_timeout,
+        algorithms=("ES256",),
+    )
+    if claims.get("iss") != IAP_ISSUER:
+        raise exceptions.InvalidValue(f"Wrong issuer: 'iss' should be {IAP_ISSUER!r}.")
+    return claims
+
+
+def iap_middleware(
+    audience: str | Collection[str],
+    *,
+    certs_url: str | None = None,
+    allowed_emails: Collection[str] | None = None,
+    clock_skew_in_seconds: int = 0,
+    certs_timeout: float = DEFAULT_CERTS_TIMEOUT,
+) -> Any:
+    """An ``aiohttp.web`` middleware for a backend behind Identity-Aware Proxy.
+
+    It admits only requests whose ``x-goog-iap-jwt-assertion`` header holds a
+    JWT IAP signed for ``audience`` (see :func:`verify_iap_token`), with the
+    claims at ``request["google_iap_jwt"]`` (and :data:`IAP_CLAIMS`); else
+    401, or 403 for an ``email`` not in ``allowed_emails``, or 503 when IAP's
+    keys cannot be had, as :func:`middleware` does::
+
+        app = web.Application(
+            middlewares=[
+                id_token.iap_middleware("/projects/123/global/backendServices/456")
+            ]
+        )
+
+    Args:
+        audience (Union[str, Collection[str]]): The expected ``aud``. Required.
+        certs_url (Optional[str]): Where IAP's keys are published; by default
+            :data:`IAP_CERTS_URL`.
+        allowed_emails (Optional[Collection[str]]): The users admitted, by the
+            JWT's ``email`` (which IAP has verified); None admits any.
+        clock_skew_in_seconds (int): Leeway for ``iat`` and ``exp``.
+        certs_timeout (float): Seconds a key fetch may take.
+
+    Returns:
+        Callable: The middleware, for ``web.Application(middlewares=[...])``.
+
+    Raises:
+        ValueError: If ``audience`` is missing or empty, or a time is out of
+            range.
+    """
+    audiences = _required_audiences(audience)
+    seconds("certs_timeout", certs_timeout)
+
+    async def verify(token: str) -> dict[str, Any]:
+        return await verify_iap_token(
+            token,
+            _fetch_alone,
+            audiences,
+            clock_skew_in_seconds,
+            certs_url=certs_url,
+            certs_timeout=certs_timeout,
+        )
+
+    return _guard(
+        lambda request: request.headers.get(IAP_HEADER, "").strip(),
+        verify,
+        (IAP_ISSUER,),
+        allowed_emails,
+        verified_emails=False,
+        keys=(IAP_REQUEST_KEY, IAP_CLAIMS),
+        missing="An Identity-Aware Proxy JWT is required.",
+    )
+
+
+def _bearer_token(request: web.Request) -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _guard(
+    token_of: Callable[[web.Request], str],
+    verify: Callable[[str], Awaitable[dict[str, Any]]],
+    issuers: Collection[str],
+    allowed_emails: Collection[str] | None,
+    *,
+    verified_emails: bool,
+    keys: tuple[str, Any],
+    missing: str,
+) -> Any:
+    """The ``aiohttp.web`` middleware of :func:`middleware` and :func:`iap_middleware`.
+
+    401 without a good token (generic words, a word of why in the DEBUG log),
+    403 for a caller not allowed, 503 when the token cannot be checked now.
+    """
     allowed = None if allowed_emails is None else frozenset(allowed_emails)
+    string_key, typed_key = keys
 
     @web.middleware
-    async def google_id_token_middleware(
+    async def google_token_middleware(
         request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]
     ) -> Any:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
-            return _challenge("invalid_request", "A Google ID token is required.")
+        token = token_of(request)
+        if not token:
+            return _challenge("invalid_request", missing)
         try:
-            claims = await verify_token(
-                token,
-                _fetch_alone,
-                audience=audiences,
-                certs_url=certs_url,
-                clock_skew_in_seconds=clock_skew_in_seconds,
-                certs_timeout=certs_timeout,
-            )
+            claims = await verify(token)
         except exceptions.TransportError as caught:
             LOGGER.warning(
-                "Could not check the ID token of %s %s: %s",
+                "Could not check the token of %s %s: %s",
                 request.method,
                 request.path,
                 caught,
@@ -487,11 +758,11 @@ def middleware(
             )
         except Exception as caught:  # any other: the token is not good, never a 500
             return _refused(request, _reason(caught))
-        if claims.get("iss") not in admitted_issuers:
+        if claims.get("iss") not in issuers:
             return _refused(request, "wrong issuer")
         if allowed is not None and not (
             claims.get("email") in allowed
-            and claims.get("email_verified") in (True, "true")
+            and (not verified_emails or claims.get("email_verified") in (True, "true"))
         ):
             LOGGER.debug(
                 "Refused %s %s: a caller not allowed.", request.method, request.path
@@ -503,16 +774,16 @@ def middleware(
                 },
                 status=403,
             )
-        if CLAIMS is not None:
-            request[CLAIMS] = claims
+        if typed_key is not None:
+            request[typed_key] = claims
         with warnings.catch_warnings():
             # The documented string key: aiohttp recommends typed keys (above)
             # and warns about string ones.
             warnings.simplefilter("ignore", web.NotAppKeyWarning)
-            request[REQUEST_KEY] = claims
+            request[string_key] = claims
         return await handler(request)
 
-    return google_id_token_middleware
+    return google_token_middleware
 
 
 def _refused(request: web.Request, reason: str) -> web.Response:
@@ -575,8 +846,8 @@ def _challenge(error: str, description: str) -> web.Response:
     )
 
 
-def _key_id(token: str) -> str | None:
-    """The ``kid`` of a token's header; the token itself is never echoed."""
+def _header(token: str) -> dict[str, Any]:
+    """A token's header; the token itself is never echoed."""
     header = token.partition(".")[0]
     try:
         decoded = json.loads(
@@ -586,8 +857,7 @@ def _key_id(token: str) -> str | None:
         raise ValueError("The ID token is malformed: its header is not JSON.") from None
     if not isinstance(decoded, dict):
         raise ValueError("The ID token is malformed: its header is not an object.")
-    key_id = decoded.get("kid")
-    return key_id if isinstance(key_id, str) else None
+    return decoded
 
 
 def _without(token: str, caught: BaseException) -> BaseException:
@@ -618,6 +888,7 @@ class _Certificates:
     """
 
     __slots__ = (
+        "algorithms",
         "fetches",
         "fresh_until",
         "keys",
@@ -629,6 +900,8 @@ class _Certificates:
     def __init__(self, url: str) -> None:
         self.url = url
         self.keys: dict[str, str] = {}
+        #: The algorithm each key signs with, where known.
+        self.algorithms: dict[str, str] = {}
         # All in time.monotonic().
         self.fresh_until = -math.inf
         self.retry_at = -math.inf
@@ -721,7 +994,7 @@ class _Certificates:
             async with asyncio.timeout(timeout):
                 response = await request(self.url, method="GET")
                 body = await response.content()
-            keys, max_age = _parse_certificates(
+            keys, algorithms, max_age = _parse_certificates(
                 response.status, response.headers, body, where
             )
         except TimeoutError as caught:
@@ -734,6 +1007,7 @@ class _Certificates:
             self._failed(str(caught))
             raise
         self.keys = keys
+        self.algorithms = algorithms
         # An endpoint without a usable max-age is not asked again at every
         # verification: at most as often as unknown key ids may make it.
         self.fresh_until = time.monotonic() + max(max_age, MIN_FRESH)
@@ -758,26 +1032,114 @@ def _age(flight: Any) -> float:
 
 def _parse_certificates(
     status: int, headers: Mapping[str, str], body: bytes, where: str
-) -> tuple[dict[str, str], int]:
-    """The keys of a certificates answer, and their ``max-age``."""
+) -> tuple[dict[str, str], dict[str, str], int]:
+    """The keys of a certificates answer, their algorithms, and their ``max-age``.
+
+    Google's endpoints answer a JSON object of key id to PEM (a certificate or
+    a public key), or a JWK set (``{"keys": [...]}``, RSA and EC P-256 keys).
+    """
     if status != 200:
         raise exceptions.TransportError(
             f"Could not fetch the certificates at {where}: status {status}."
         )
     try:
-        keys = json.loads(body)
+        answer = json.loads(body)
     except ValueError as caught:
         raise exceptions.TransportError(
             f"The certificates at {where} are not JSON."
         ) from caught
-    if not isinstance(keys, dict) or not all(
-        isinstance(value, str) for value in keys.values()
+    if isinstance(answer, dict) and isinstance(answer.get("keys"), list):
+        keys, algorithms = _jwk_set(answer["keys"], where)
+    elif isinstance(answer, dict) and all(
+        isinstance(value, str) for value in answer.values()
     ):
+        keys, algorithms = answer, _pem_algorithms(answer)
+    else:
         raise exceptions.TransportError(
-            f"The certificates at {where} are not a JSON object of key id to PEM."
+            f"The certificates at {where} are neither a JSON object of key id to "
+            "PEM nor a JWK set."
         )
     match = _MAX_AGE.search(headers.get("Cache-Control", ""))
-    return keys, int(match.group(1)) if match else 0
+    return keys, algorithms, int(match.group(1)) if match else 0
+
+
+def _jwk_set(jwks: list[Any], where: str) -> tuple[dict[str, str], dict[str, str]]:
+    """PEM public keys and algorithms, by key id, of a JWK set's signing keys.
+
+    Keys of another type, curve, use or algorithm are left out: a token they
+    signed is refused as signed by an unknown key.
+    """
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    except ImportError as missing:  # pragma: no cover - google-auth brings it
+        raise exceptions.TransportError(
+            f"The certificates at {where} are a JWK set, which needs the "
+            "cryptography package: pip install cryptography."
+        ) from missing
+    keys: dict[str, str] = {}
+    algorithms: dict[str, str] = {}
+    for jwk in jwks:
+        if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str):
+            continue
+        if jwk.get("use", "sig") != "sig":
+            continue
+        public: Any
+        try:
+            if jwk.get("kty") == "RSA":
+                algorithm = "RS256"
+                public = rsa.RSAPublicNumbers(
+                    _jwk_int(jwk["e"]), _jwk_int(jwk["n"])
+                ).public_key()
+            elif jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+                algorithm = "ES256"
+                public = ec.EllipticCurvePublicNumbers(
+                    _jwk_int(jwk["x"]), _jwk_int(jwk["y"]), ec.SECP256R1()
+                ).public_key()
+            else:
+                continue
+        except (KeyError, TypeError, ValueError):
+            continue  # a key that is not one: none of its tokens verify
+        if jwk.get("alg", algorithm) != algorithm:
+            continue
+        keys[jwk["kid"]] = public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ).decode()
+        algorithms[jwk["kid"]] = algorithm
+    return keys, algorithms
+
+
+def _jwk_int(value: Any) -> int:
+    """A JWK's base64url big-endian integer."""
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    return int.from_bytes(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+
+
+def _pem_algorithms(keys: Mapping[str, str]) -> dict[str, str]:
+    """The algorithm each PEM certificate or public key signs with, if known."""
+    try:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    except ImportError:  # google-auth's own rsa module verifies RS256 only
+        return {}
+    algorithms = {}
+    for key_id, pem in keys.items():
+        try:
+            data = pem.encode()
+            public: Any = (
+                x509.load_pem_x509_certificate(data).public_key()
+                if b"CERTIFICATE" in data
+                else serialization.load_pem_public_key(data)
+            )
+        except ValueError:
+            continue
+        if isinstance(public, rsa.RSAPublicKey):
+            algorithms[key_id] = "RS256"
+        elif isinstance(public, ec.EllipticCurvePublicKey):
+            algorithms[key_id] = "ES256"
+    return algorithms
 
 
 _CACHES: dict[str, _Certificates] = {}

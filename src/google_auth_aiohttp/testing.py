@@ -227,6 +227,7 @@ class GoogleEmulator:
         self._port = port
         # (key id, private PEM, public PEM), the current one last
         self._id_keys: list[tuple[str, Any, str]] = []
+        self._iap_key: tuple[Any, Any] | None = None
         self.certs_max_age: int | None = 3600
         self.certs_requests = 0
         self.certs_status = 200
@@ -421,6 +422,8 @@ class GoogleEmulator:
         )
         app.router.add_route("*", "/api/{tail:.*}", self._api)
         app.router.add_get("/oauth2/v1/certs", self._certs)
+        app.router.add_get("/oauth2/v3/certs", self._jwk_certs)
+        app.router.add_get("/iap/verify/public_key-jwk", self._iap_certs)
         app.router.add_get("/", self._metadata_ping)
         app.router.add_get("/computeMetadata/v1/{path:.*}", self._metadata)
         # A test's emulator closes at once: requests still waiting out a
@@ -506,6 +509,7 @@ class GoogleEmulator:
         lifetime: int | None = None,
         key_id: str | None = None,
         email_verified: bool = True,
+        subject: str | None = None,
     ) -> str:
         """Issue an ID token, as Google would for a caller of ``audience``.
 
@@ -519,6 +523,7 @@ class GoogleEmulator:
             key_id (Optional[str]): The ``kid`` header to claim, signed with the
                 current key whatever it says (to test unknown key ids).
             email_verified (bool): The ``email_verified`` claim.
+            subject (Optional[str]): The ``sub`` claim, if not the email.
 
         Returns:
             str: The signed token; the emulator's API accepts it too.
@@ -530,6 +535,7 @@ class GoogleEmulator:
         current_id, (signer, private_pem), _ = self._id_keys[-1]
         if key_id is not None and key_id != current_id:  # a key id to test with
             signer = crypt.RSASigner.from_string(private_pem, key_id)
+        claimed_subject = subject
         subject = email or self.gce_service_account
         lifetime = self.token_lifetime if lifetime is None else lifetime
         now = int(time.time())
@@ -537,7 +543,7 @@ class GoogleEmulator:
             signer,
             {
                 "iss": issuer,
-                "sub": subject,
+                "sub": subject if claimed_subject is None else claimed_subject,
                 "email": subject,
                 "email_verified": email_verified,
                 "aud": audience,
@@ -557,20 +563,138 @@ class GoogleEmulator:
         """Issue a signed OpenID Connect ID token, which the API accepts too."""
         return self.id_token(audience, email=subject)
 
-    async def _certs(self, request: web.Request) -> web.Response:
-        self.certs_requests += 1
-        await self.certs_gate.pass_through()
+    @property
+    def jwk_certs_url(self) -> str:
+        """str: The ID-token keys again, as a JWK set (Google's ``oauth2/v3/certs``)."""
+        return f"{self.url}/oauth2/v3/certs"
+
+    @property
+    def iap_certs_url(self) -> str:
+        """str: Where the keys of :meth:`iap_jwt` are published, as IAP does.
+
+        A JWK set of EC P-256 keys (ES256), like
+        ``https://www.gstatic.com/iap/verify/public_key-jwk``.
+        """
+        return f"{self.url}/iap/verify/public_key-jwk"
+
+    def iap_jwt(
+        self,
+        audience: str,
+        *,
+        email: str = "user@example.test",
+        lifetime: int = 600,
+        issuer: str = "https://cloud.google.com/iap",
+    ) -> str:
+        """Mint the ``x-goog-iap-jwt-assertion`` IAP would send a backend.
+
+        Args:
+            audience (str): The ``aud`` claim, such as
+                ``/projects/NUMBER/global/backendServices/ID``.
+            email (str): The signed-in user's ``email``.
+            lifetime (int): Seconds until ``exp``; negative for an expired one.
+            issuer (str): The ``iss`` claim.
+
+        Returns:
+            str: An ES256 JWT, its key at :attr:`iap_certs_url`.
+        """
+        from google.auth import jwt
+
+        signer = self._iap_signer()
+        now = int(time.time())
+        token: bytes = jwt.encode(
+            signer,
+            {
+                "iss": issuer,
+                "aud": audience,
+                "sub": f"accounts.google.com:{abs(hash(email))}",
+                "email": email,
+                "iat": min(now, now + lifetime),
+                "exp": now + lifetime,
+            },
+        )
+        return token.decode()
+
+    def _iap_signer(self) -> Any:
+        if self._iap_key is None:
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric import ec
+            from google.auth.crypt import es256
+
+            key = ec.generate_private_key(ec.SECP256R1())
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            key_id = secrets.token_hex(8)
+            self._iap_key = (es256.ES256Signer.from_string(pem, key_id), key)
+        return self._iap_key[0]
+
+    def _certs_refusal(self) -> web.Response | None:
         if self.certs_status != 200:
             return web.json_response(
                 {"error": {"code": self.certs_status}}, status=self.certs_status
             )
-        headers = {}
-        if self.certs_max_age is not None:
-            headers["Cache-Control"] = f"public, max-age={self.certs_max_age}"
+        return None
+
+    def _certs_headers(self) -> dict[str, str]:
+        if self.certs_max_age is None:
+            return {}
+        return {"Cache-Control": f"public, max-age={self.certs_max_age}"}
+
+    async def _certs(self, request: web.Request) -> web.Response:
+        self.certs_requests += 1
+        await self.certs_gate.pass_through()
+        refused = self._certs_refusal()
+        if refused is not None:
+            return refused
         return web.json_response(
             {key_id: public_pem for key_id, _, public_pem in self._id_keys},
-            headers=headers,
+            headers=self._certs_headers(),
         )
+
+    async def _jwk_certs(self, request: web.Request) -> web.Response:
+        from cryptography.hazmat.primitives import serialization
+
+        self.certs_requests += 1
+        await self.certs_gate.pass_through()
+        refused = self._certs_refusal()
+        if refused is not None:
+            return refused
+        keys = []
+        for key_id, _, public_pem in self._id_keys:
+            key: Any = serialization.load_pem_public_key(public_pem.encode())
+            numbers = key.public_numbers()
+            keys.append(
+                {
+                    "kty": "RSA",
+                    "alg": "RS256",
+                    "use": "sig",
+                    "kid": key_id,
+                    "n": _b64_int(numbers.n),
+                    "e": _b64_int(numbers.e),
+                }
+            )
+        return web.json_response({"keys": keys}, headers=self._certs_headers())
+
+    async def _iap_certs(self, request: web.Request) -> web.Response:
+        self.certs_requests += 1
+        await self.certs_gate.pass_through()
+        refused = self._certs_refusal()
+        if refused is not None:
+            return refused
+        signer = self._iap_signer()
+        numbers = self._iap_key[1].public_key().public_numbers()  # type: ignore[index]
+        key = {
+            "kty": "EC",
+            "alg": "ES256",
+            "use": "sig",
+            "crv": "P-256",
+            "kid": signer.key_id,
+            "x": _b64_int(numbers.x, 32),
+            "y": _b64_int(numbers.y, 32),
+        }
+        return web.json_response({"keys": [key]}, headers=self._certs_headers())
 
     async def _metadata_ping(self, request: web.Request) -> web.Response:
         if request.headers.get("Metadata-Flavor") != "Google":
@@ -842,6 +966,12 @@ def _is_signed_aws_request(subject_token: str) -> bool:
     return "GetCallerIdentity" in str(signed.get("url")) and headers.get(
         "authorization", ""
     ).startswith("AWS4-HMAC-SHA256 ")
+
+
+def _b64_int(value: int, size: int = 0) -> str:
+    """An integer as JWK writes it: big-endian bytes, base64url, no padding."""
+    length = max(size, (value.bit_length() + 7) // 8)
+    return base64.urlsafe_b64encode(value.to_bytes(length, "big")).decode().rstrip("=")
 
 
 def _key_pair() -> tuple[str, bytes]:
