@@ -118,6 +118,7 @@ _LINKS: dict[str, tuple[str, str, dict[str, tuple[str, str]]]] = {
                     "DefaultCredentialsError",
                     "MutualTLSChannelError",
                     "GoogleAuthError",
+                    "InvalidValue",
                 )
             },
             "google.auth.default": ("py:function", "reference/google.auth.html#$"),
