@@ -414,3 +414,49 @@ async def test_a_redirect_answered_before_auth_middleware_leaks_nothing(
         assert seen == [("a", False), ("b", False), ("b", False)]
         assert "sent unauthorized" in caplog.text
     assert _by_chain(script, plain) == [("a", True)]
+
+
+def upgrade_to(target: Origin) -> Any:
+    """A plain (not async) middleware that sends every request to ``target``,
+    as an HSTS-style upgrader or a mirror list would."""
+
+    def upgrade(request: Any, handler: Any) -> Any:
+        request.url = request.url.with_host("127.0.0.1").with_port(
+            int(target.host.rsplit(":", 1)[1])
+        )
+        return handler(request)
+
+    return upgrade
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["trace config", "none"])
+async def test_a_plain_middleware_before_auth_that_rewrites_the_url_leaks_nothing(
+    script: Script, credentials: Any, traced: bool
+) -> None:
+    chain = script.chain([])
+    auth = AuthMiddleware(credentials)
+    client = aiohttp.ClientSession(
+        middlewares=[upgrade_to(script.b), auth],
+        trace_configs=[auth.trace_config] if traced else None,
+    )
+    async with client:
+        assert await _get(client, script.url(script.a, chain)) == 200
+    # The caller asked for a; b is what the request reached, without the token.
+    assert _by_chain(script, chain) == [("b", False)]
+
+
+async def test_a_plain_middleware_before_auth_is_not_taken_for_the_chain_start(
+    script: Script, credentials: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def passing(request: Any, handler: Any) -> Any:
+        return handler(request)
+
+    chain = script.chain([])
+    auth = AuthMiddleware(credentials)
+    async with aiohttp.ClientSession(middlewares=[passing, auth]) as client:
+        for _ in range(2):
+            assert await _get(client, script.url(script.a, chain)) == 200
+    # Unplaceable without its trace config: the first goes out unauthorized,
+    # and the trace config it then adds places the second.
+    assert _by_chain(script, chain) == [("a", False), ("a", True)]
+    assert "sent unauthorized" in caplog.text

@@ -159,7 +159,11 @@ class AuthMiddleware:
             return self._flow.send(request, handler, asked, self._retry)
         redirected = self._redirected
         asked_origin = redirected.asked_origin(request) if redirected else None
-        if asked_origin is None and not first_in_chain(sys._getframe(1)):
+        if asked_origin is None and not (
+            first_in_chain(sys._getframe(1), self)
+            # A middleware before it may also have rewritten the caller's URL.
+            and request.url.origin() == request.original_url.origin()
+        ):
             return self._unplaced_request(request, handler)
         return self._flow.send(
             request, handler, asked_origin, self._retry, None, redirected
