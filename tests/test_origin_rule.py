@@ -460,3 +460,39 @@ async def test_a_plain_middleware_before_auth_is_not_taken_for_the_chain_start(
     # and the trace config it then adds places the second.
     assert _by_chain(script, chain) == [("a", False), ("a", True)]
     assert "sent unauthorized" in caplog.text
+
+
+async def follow_itself(request: Any, handler: Any) -> Any:
+    """A middleware that follows redirects itself, with the request it was given."""
+    response = await handler(request)
+    for _ in range(5):
+        if response.status not in REDIRECT_STATUSES:
+            break
+        response.release()
+        request.url = request.url.join(aiohttp.client.URL(response.headers["Location"]))
+        response = await handler(request)
+    return response
+
+
+@pytest.mark.parametrize("per_request", [False, True], ids=["session's", "call's"])
+async def test_a_middleware_after_the_flow_that_follows_redirects_leaks_nothing(
+    script: Script, credentials: Any, per_request: bool
+) -> None:
+    chain = script.chain([])
+    script.chains[chain] = [
+        (302, script.url(script.b, chain, 1)),
+        (302, script.url(script.a, chain, 2)),
+    ]
+    if per_request:
+        session = AuthorizedSession(credentials)
+        options: dict[str, Any] = {"middlewares": (follow_itself,)}
+    else:
+        session = AuthorizedSession(credentials, middlewares=(follow_itself,))
+        options = {}
+    async with session:
+        url = script.url(script.a, chain)
+        async with session.get(url, allow_redirects=False, **options) as response:
+            assert response.status == 200
+    # b never sees the token. The flow did not authorize the hop back (the
+    # middleware sent it, not aiohttp's chain), so it goes without, too.
+    assert _by_chain(script, chain) == [("a", True), ("b", False), ("a", False)]

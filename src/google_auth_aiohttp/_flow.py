@@ -254,6 +254,12 @@ class AuthFlow:
             redirects.add(request, response, asked_origin)
         return response
 
+    def secret_header_names(self) -> set[str]:
+        """The names of the secret headers the credentials add to requests."""
+        names = {"authorization", "x-goog-api-key"}
+        names.update(self._refresher.added_names())
+        return names - _NOT_SECRET
+
     def _route(self, session: aiohttp.ClientSession) -> Route:
         route = self._routes.get(session) if session is not None else None
         if route is None:

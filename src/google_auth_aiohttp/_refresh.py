@@ -223,6 +223,11 @@ class Refresher:
             return kept.pair
         return None
 
+    def added_names(self) -> list[str]:
+        """The lower-cased names of the headers last made for the credentials."""
+        kept = self._memory.kept
+        return [] if kept is None else [name.lower() for name in kept.pair[0]]
+
     def state(self) -> TokenState:
         """Whether the token is fresh, stale (usable) or invalid."""
         adapter = self.adapter

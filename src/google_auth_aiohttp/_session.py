@@ -359,7 +359,7 @@ with warnings.catch_warnings():
         ) -> RequestContextManager:
             """Start a call in aiohttp, with ``call`` first in its middlewares."""
             # Per-request middlewares replace the session's in aiohttp.
-            chain = (call, *(self._after_auth if middlewares is None else middlewares))
+            chain = call.chain(self._after_auth if middlewares is None else middlewares)
             return RequestContextManager(
                 session_request(self, method, url, middlewares=chain, **kwargs)
             )
@@ -423,7 +423,7 @@ with warnings.catch_warnings():
                     url,
                     data=data,
                     allow_redirects=allow_redirects,
-                    middlewares=(call, *self._after_auth),
+                    middlewares=call.chain(self._after_auth),
                 )
             )
 
@@ -531,6 +531,30 @@ class _Call:
         return self._flow.send(
             request, handler, asked_origin, self._retry, self._deadline, None, self
         )
+
+    def chain(
+        self, after: Sequence[ClientMiddlewareType]
+    ) -> tuple[ClientMiddlewareType, ...]:
+        """The call's middlewares: this one, ``after``, and then its guard."""
+        if not after:
+            return (self,)
+        return (self, *after, self._guard)
+
+    def _guard(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        """Last in the chain, behind the caller's middlewares.
+
+        A middleware after the flow may send the request again itself (follow
+        a redirect, try a mirror) with the headers the flow put on it. What
+        goes to another origin than the asked one goes without the
+        credentials' secrets, as aiohttp's own redirects do.
+        """
+        first = self._first_url
+        if first is None or request.url.origin() != first.origin():
+            for name in self._flow.secret_header_names():
+                request.headers.popall(name, None)
+        return handler(request)
 
     def wait_until(self) -> float | None:
         """When, in ``loop.time()``, this call stops waiting for a refresh.
