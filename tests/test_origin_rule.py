@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
 
@@ -469,7 +470,7 @@ async def follow_itself(request: Any, handler: Any) -> Any:
         if response.status not in REDIRECT_STATUSES:
             break
         response.release()
-        request.url = request.url.join(aiohttp.client.URL(response.headers["Location"]))
+        request.url = request.url.join(URL(response.headers["Location"]))
         response = await handler(request)
     return response
 
