@@ -103,6 +103,38 @@ async def test_aiohttps_exceptions_raised_through_our_clients_hold_no_token(
     assert request_info.method == "GET"
 
 
+@pytest.mark.parametrize("rejected_first", [False, True], ids=["sent", "re-sent"])
+async def test_a_failed_send_leaves_no_secret_in_the_locals_of_its_traceback(
+    serve: Any, session: aiohttp.ClientSession, credentials: Any, rejected_first: bool
+) -> None:
+    seen: list[bool] = []  # whether each request was authorized
+
+    async def hang_up(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("Authorization", "").startswith("Bearer "))
+        if rejected_first and len(seen) == 1:
+            return web.Response(status=401)
+        assert request.transport is not None
+        request.transport.close()  # the connection drops before any answer
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/x", hang_up)
+    url = await serve(app)
+    with pytest.raises(aiohttp.ClientError) as caught:
+        async with session.get(url + "/x"):
+            pass
+    assert len(seen) >= (2 if rejected_first else 1)  # aiohttp may retry once
+    assert all(seen)
+    # What an error tracker recording locals, or pytest --showlocals, prints.
+    printed = "".join(
+        traceback.TracebackException.from_exception(
+            caught.value, capture_locals=True
+        ).format()
+    )
+    assert "_attempt" in printed  # the flow's frame is there...
+    assert str(credentials.token) not in printed  # ...and holds no token
+
+
 # -- The credentials' own requests ----------------------------------------------
 
 

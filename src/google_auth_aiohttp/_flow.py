@@ -232,24 +232,31 @@ class AuthFlow:
             response = await handler(request)
         else:
             fresh: tuple[Mapping[str, str], Any] | None
+            added: Mapping[str, str] | None = None
             fresh = self._refresher.kept_headers()  # steady state: no google-auth
-            if fresh is None:
-                fresh = await self._credentials_headers(request, limits)
-                _still_open(request)
-            added, sent_token = fresh
-            if _API_CLIENT in added and _API_CLIENT in request.headers:
-                _merge_headers(request.headers, added)
-            else:
-                request.headers.update(added)  # the usual case, in C
-            sent_cert = None if self._mtls is None else self._mtls.cert
             try:
-                response = await handler(request)
-            finally:
-                _redact(request.headers, added)
-            if response.status in self._refresh_status_codes:
-                response = await self._refresh_and_resend(
-                    request, handler, response, sent_token, sent_cert, limits
-                )
+                if fresh is None:
+                    fresh = await self._credentials_headers(request, limits)
+                    _still_open(request)
+                added, sent_token = fresh
+                if _API_CLIENT in added and _API_CLIENT in request.headers:
+                    _merge_headers(request.headers, added)
+                else:
+                    request.headers.update(added)  # the usual case, in C
+                sent_cert = None if self._mtls is None else self._mtls.cert
+                try:
+                    response = await handler(request)
+                finally:
+                    _redact(request.headers, added)
+                if response.status in self._refresh_status_codes:
+                    response = await self._refresh_and_resend(
+                        request, handler, response, sent_token, sent_cert, limits
+                    )
+            except BaseException:
+                # A traceback keeps this frame, and error trackers (and
+                # pytest --showlocals) print its locals: none holds a secret.
+                fresh = added = sent_token = None
+                raise
         if redirects is not None and response.status in REDIRECT_STATUSES:
             redirects.add(request, response, asked_origin)
         return response
@@ -302,6 +309,7 @@ class AuthFlow:
         limits: CallLimits | None,
     ) -> ClientResponse:
         """Refresh and re-send while the response says the token was rejected."""
+        added: Mapping[str, str] | None = None
         attempt = 0
         while attempt < self._max_refresh_attempts and self._must_resend(
             request, response
@@ -315,21 +323,25 @@ class AuthFlow:
                 attempt,
                 self._max_refresh_attempts,
             )
-            await self._rotate_certificate(request, response, sent_cert)
-            response.release()
-            await self._refresher.after_rejection(
-                self._route(request.session),
-                sent_token,
-                _waits_until(request, limits),
-            )
-            added, sent_token = await self._credentials_headers(request, limits)
-            _still_open(request)
-            _merge_headers(request.headers, added)
-            sent_cert = None if self._mtls is None else self._mtls.cert
             try:
-                response = await handler(request)
-            finally:
-                _redact(request.headers, added)
+                await self._rotate_certificate(request, response, sent_cert)
+                response.release()
+                await self._refresher.after_rejection(
+                    self._route(request.session),
+                    sent_token,
+                    _waits_until(request, limits),
+                )
+                added, sent_token = await self._credentials_headers(request, limits)
+                _still_open(request)
+                _merge_headers(request.headers, added)
+                sent_cert = None if self._mtls is None else self._mtls.cert
+                try:
+                    response = await handler(request)
+                finally:
+                    _redact(request.headers, added)
+            except BaseException:
+                added = sent_token = None  # as in _attempt: no secret in locals
+                raise
         if attempt:
             # Only requests the flow acted on are logged; aiohttp's
             # TraceConfig sees every request, at no cost to the others.
