@@ -494,6 +494,31 @@ async def test_a_refresh_error_holds_nothing_of_the_token_endpoints_answer(
     assert "invalid_grant" in repr(caught.value)  # the OAuth error stays
 
 
+@pytest.mark.parametrize("status", [200, 400])
+async def test_a_refresh_error_of_an_answer_without_an_oauth_error_holds_none_of_it(
+    google: GoogleEmulator, serve: Any, status: int
+) -> None:
+    # google-auth's message for an error answer without "error" is the answer.
+    answer = {"id_token": "SECRET-ID-TOKEN", "refresh_token": "SECRET-RT", "n": 1}
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response(answer, status=status)
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    info = {**google.service_account_info(), "token_uri": await serve(app) + "/token"}
+    credentials = service_account.Credentials.from_service_account_info(
+        info, scopes=[SCOPE]
+    )
+    async with AuthorizedSession(credentials) as session:
+        with pytest.raises(exceptions.RefreshError) as caught:
+            await session.get(google.api_url("a"))
+    printed = str(caught.value) + repr(caught.value)
+    assert "SECRET" not in printed
+    if status == 400:
+        assert '"id_token": "<redacted>"' in printed  # what it was, not its value
+
+
 async def test_credentials_that_compare_equal_keep_their_own_tokens(
     google: GoogleEmulator,
 ) -> None:

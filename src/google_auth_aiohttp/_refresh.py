@@ -490,9 +490,15 @@ def _without_response(caught: exceptions.RefreshError) -> exceptions.RefreshErro
     """
     args = caught.args
     message = args[0] if args and isinstance(args[0], str) else type(caught).__name__
-    kept: list[Any] = [message[:500]]
+    kept: list[Any] = []
     if len(args) > 1 and isinstance(args[1], Mapping):
-        kept.append({k: args[1][k] for k in _OAUTH_ERROR_FIELDS if k in args[1]})
+        answer = args[1]
+        kept.append({k: answer[k] for k in _OAUTH_ERROR_FIELDS if k in answer})
+        # Without an "error" field, google-auth's message is the whole answer.
+        for name, value in answer.items():
+            if name not in _OAUTH_ERROR_FIELDS and isinstance(value, str) and value:
+                message = message.replace(value, "<redacted>")
+    kept.insert(0, message[:500])
     try:
         cleaned = type(caught)(*kept)
     except TypeError:  # a subclass with another signature
