@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import base64
 import logging
 import secrets
@@ -376,6 +377,23 @@ async def test_the_middleware_answers_503_when_no_keys_can_be_had(
         "error": "temporarily_unavailable",
         "error_description": "The token could not be checked now.",
     }
+
+
+async def test_a_failing_certificate_endpoint_with_no_keys_is_not_asked_by_every_token(
+    google: GoogleEmulator,
+) -> None:
+    google.certs_status = 500
+    token = google.id_token(AUDIENCE)
+    for _ in range(20):
+        with pytest.raises(exceptions.TransportError, match="certificates"):
+            await _verify(google, token, audience=AUDIENCE)
+    # One fetch failed; for RETRY_AFTER_FAILURE seconds, none is tried again.
+    assert google.certs_requests == 1
+    # Once that time has passed, the next verification fetches, and succeeds.
+    google.certs_status = 200
+    id_token._cache_for(google.certs_url).retry_at = time.monotonic()
+    assert (await _verify(google, token, audience=AUDIENCE))["aud"] == AUDIENCE
+    assert google.certs_requests == 2
 
 
 @pytest.mark.parametrize("value", [None, 42, ["a.b.c"]])

@@ -925,10 +925,7 @@ class _Certificates:
             # in the air is waited for; else one starts, unless one did lately.
             if self.fetches.current() is None:
                 if now < self.retry_at:
-                    raise exceptions.TransportError(
-                        f"The certificates at {safe_url(self.url)} failed moments "
-                        "ago; the token's key cannot be checked now."
-                    )
+                    raise self._failed_lately()
                 if now - self.unknown_fetch_at < UNKNOWN_KEY_COOLDOWN:
                     return self.keys  # the signature check will say it is unknown
                 self.unknown_fetch_at = now
@@ -938,15 +935,16 @@ class _Certificates:
         if not known and flight is None and self.keys:
             # An unknown key id past max-age: the same limits as within it.
             if now < self.retry_at:
-                raise exceptions.TransportError(
-                    f"The certificates at {safe_url(self.url)} failed moments "
-                    "ago; the token's key cannot be checked now."
-                )
+                raise self._failed_lately()
             if now - self.unknown_fetch_at < UNKNOWN_KEY_COOLDOWN:
                 return self.keys
             self.unknown_fetch_at = now
         if not known or now >= self.fresh_until + STALE_IF_ERROR:
-            await self._fetch(request, timeout)  # nothing else to verify with
+            # Nothing else to verify with. A failing endpoint is not asked
+            # again by every verification (no keys yet, or only too old ones).
+            if flight is None and now < self.retry_at:
+                raise self._failed_lately()
+            await self._fetch(request, timeout)
             return self.keys
         if now < self.retry_at:
             return self.keys  # the last refetch failed moments ago
@@ -965,6 +963,12 @@ class _Certificates:
         except exceptions.TransportError:
             pass  # logged where it failed; the cached keys keep verifying
         return self.keys
+
+    def _failed_lately(self) -> exceptions.TransportError:
+        return exceptions.TransportError(
+            f"The certificates at {safe_url(self.url)} failed moments ago; the "
+            "token's key cannot be checked now."
+        )
 
     async def _fetch(
         self, request: Callable[..., Awaitable[Any]], timeout: float
