@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import base64
 import logging
 import secrets
+import time
 from typing import Any
 
 import pytest
