@@ -332,3 +332,13 @@ async def test_errors_show_no_password_and_no_query(
         assert "PASSWORD" not in err
         assert "SECRET" not in err
         assert "127.0.0.1" in err  # where it failed is still said
+    # Not a URL the command takes: the usage error shows it without its secrets.
+    for text in (
+        "user:PASSWORD@127.0.0.1:9/x?access_token=SECRET",
+        "http:user:PASSWORD@127.0.0.1:9/x?access_token=SECRET",
+    ):
+        code, _, err = await _cli("request", text, env=adc)
+        assert code == 2, err
+        assert "PASSWORD" not in err
+        assert "SECRET" not in err
+        assert "127.0.0.1:9/x" in err

@@ -15,11 +15,14 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 from google.auth import exceptions
 from google.oauth2 import _service_account_async, service_account
 from google.oauth2 import credentials as user_credentials
 
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
+from google_auth_aiohttp._logging import scrub
 from google_auth_aiohttp.testing import GoogleEmulator
 
 from .conftest import SCOPE
@@ -133,6 +136,54 @@ async def test_a_failed_send_leaves_no_secret_in_the_locals_of_its_traceback(
     )
     assert "_attempt" in printed  # the flow's frame is there...
     assert str(credentials.token) not in printed  # ...and holds no token
+
+
+# -- URLs in messages ---------------------------------------------------------------
+
+URL_FORMS = [
+    "http://user:{s}@example.test/p?x=1",
+    "https://example.test/p?access_token={s}",
+    "HTTP://{s}@example.test:8080/p",
+    "http:user:{s}@example.test/p",  # no "//"
+    "https:/user:{s}@example.test/p",
+    "user:{s}@example.test/p",  # no scheme at all
+    "example.test/p?key={s}",
+    "example.test?key={s}&a=b",
+    "wss://example.test/p#token={s}",
+]
+
+
+@given(
+    form=st.sampled_from(URL_FORMS),
+    secret=st.text(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.~",
+        min_size=8,
+        max_size=40,
+    ),
+    quote=st.sampled_from(["", "'", '"', "(", "<"]),
+)
+def test_a_message_shows_a_url_without_its_secrets(
+    form: str, secret: str, quote: str
+) -> None:
+    closing = {"(": ")", "<": ">"}.get(quote, quote)
+    message = f"GET {quote}{form.format(s=secret)}{closing} failed: refused"
+    shown = scrub(message)
+    assert secret not in shown
+    assert "example.test" in shown  # where it failed is still said
+    assert shown.endswith("failed: refused")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "error: invalid_grant: Bad Request",
+        "someone@example.test wrote",
+        "what? yes",
+        "Cannot connect to host 127.0.0.1:9 ssl:default",
+    ],
+)
+def test_a_message_without_secrets_is_kept_as_it_is(text: str) -> None:
+    assert scrub(text) == text
 
 
 # -- The credentials' own requests ----------------------------------------------

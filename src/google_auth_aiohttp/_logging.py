@@ -32,12 +32,17 @@ def safe_url(url: URL | str) -> str:
         return "<unparsable URL>"
 
 
-# A URL inside free text: scheme, optional userinfo, the rest up to a query,
-# a fragment, white space or a quote.
+# A URL inside free text: scheme (web schemes may lack the "//"), optional
+# userinfo, the rest up to a query, a fragment, white space or a quote.
 _URL_IN_TEXT = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#@'\"]*@)?"
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://|(?i:https?|wss?):/*)"
+    r"(?P<userinfo>[^\s/?#@'\"]*@)?"
     r"(?P<rest>[^\s?#'\"]*)(?P<query>\?[^\s#'\"]*)?(?P<fragment>#[^\s'\"]*)?"
 )
+# What a URL without a scheme may hold: "user:password@" before a host, and a
+# query ("?name=value") after it.
+_USERINFO = re.compile(r"(?<![^\s'\"(<\[])[^\s/?#@'\"]*:[^\s/?#@'\"]*@")
+_QUERY = re.compile(r"(?P<path>[^\s?#'\"]+)\?[^\s#'\"=]*=[^\s'\"]*")
 
 
 def scrub(text: str) -> str:
@@ -52,4 +57,5 @@ def scrub(text: str) -> str:
     Returns:
         str: The message, its URLs without user info, query or fragment.
     """
-    return _URL_IN_TEXT.sub(lambda m: m["scheme"] + m["rest"], text)
+    text = _URL_IN_TEXT.sub(lambda m: m["scheme"] + m["rest"], text)
+    return _QUERY.sub(r"\g<path>", _USERINFO.sub("", text))
