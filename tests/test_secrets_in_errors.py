@@ -15,11 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from hypothesis import given
-from hypothesis import strategies as st
 from google.auth import exceptions
 from google.oauth2 import _service_account_async, service_account
 from google.oauth2 import credentials as user_credentials
+from hypothesis import given
+from hypothesis import strategies as st
 
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
 from google_auth_aiohttp._logging import scrub
