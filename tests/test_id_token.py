@@ -454,6 +454,26 @@ async def test_allowed_emails_admits_only_verified_addresses(
     assert (await _status_and_body(url, unverified))[0] == 403
 
 
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"iss": ["https://accounts.google.com"]},
+        {"iss": {"a": 1}},
+        {"email": ["a@example.test"]},
+        {"email": None},
+        {"email_verified": ["true"]},
+    ],
+    ids=["iss list", "iss object", "email list", "email null", "verified list"],
+)
+async def test_claims_of_the_wrong_json_type_are_refused_not_a_500(
+    google: GoogleEmulator, serve: Any, claims: dict[str, Any]
+) -> None:
+    url = await _guarded_app(serve, google, allowed_emails=["a@example.test"])
+    token = google.id_token(AUDIENCE, email="a@example.test", claims=claims)
+    status, _ = await _status_and_body(url, token)
+    assert status == (401 if "iss" in claims else 403)
+
+
 async def test_the_middleware_checks_the_issuer(
     google: GoogleEmulator, serve: Any
 ) -> None:

@@ -758,10 +758,14 @@ def _guard(
             )
         except Exception as caught:  # any other: the token is not good, never a 500
             return _refused(request, _reason(caught))
-        if claims.get("iss") not in issuers:
+        # Claims are any JSON: a list where a string belongs is refused too
+        # (it is no member of a set; ``in`` would raise TypeError).
+        issuer, email = claims.get("iss"), claims.get("email")
+        if not isinstance(issuer, str) or issuer not in issuers:
             return _refused(request, "wrong issuer")
         if allowed is not None and not (
-            claims.get("email") in allowed
+            isinstance(email, str)
+            and email in allowed
             and (not verified_emails or claims.get("email_verified") in (True, "true"))
         ):
             LOGGER.debug(

@@ -33,6 +33,7 @@ import secrets
 import time
 import types
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -510,6 +511,7 @@ class GoogleEmulator:
         key_id: str | None = None,
         email_verified: bool = True,
         subject: str | None = None,
+        claims: Mapping[str, Any] | None = None,
     ) -> str:
         """Issue an ID token, as Google would for a caller of ``audience``.
 
@@ -524,6 +526,8 @@ class GoogleEmulator:
                 current key whatever it says (to test unknown key ids).
             email_verified (bool): The ``email_verified`` claim.
             subject (Optional[str]): The ``sub`` claim, if not the email.
+            claims (Optional[Mapping[str, Any]]): Claims to add or replace, of
+                any JSON value (to test what a verifier does with odd ones).
 
         Returns:
             str: The signed token; the emulator's API accepts it too.
@@ -549,6 +553,7 @@ class GoogleEmulator:
                 "aud": audience,
                 "iat": min(now, now + lifetime),
                 "exp": now + lifetime,
+                **(claims or {}),
             },
         )
         id_token = token.decode()
@@ -610,6 +615,7 @@ class GoogleEmulator:
                 "email": email,
                 "iat": min(now, now + lifetime),
                 "exp": now + lifetime,
+                **(claims or {}),
             },
         )
         return token.decode()
