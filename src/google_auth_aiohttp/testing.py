@@ -589,6 +589,7 @@ class GoogleEmulator:
         email: str = "user@example.test",
         lifetime: int = 600,
         issuer: str = "https://cloud.google.com/iap",
+        claims: Mapping[str, Any] | None = None,
     ) -> str:
         """Mint the ``x-goog-iap-jwt-assertion`` IAP would send a backend.
 
@@ -598,6 +599,7 @@ class GoogleEmulator:
             email (str): The signed-in user's ``email``.
             lifetime (int): Seconds until ``exp``; negative for an expired one.
             issuer (str): The ``iss`` claim.
+            claims (Optional[Mapping[str, Any]]): Claims to add or replace.
 
         Returns:
             str: An ES256 JWT, its key at :attr:`iap_certs_url`.
