@@ -138,8 +138,14 @@ async def test_a_failed_fetch_reaches_the_caller_and_is_not_cached(
     async with Request() as request:
         with pytest.raises(exceptions.TransportError, match="503"):
             await id_token.verify_token(token, request, certs_url=url)
+        # Not asked again at once (NO_KEYS_RETRY)...
+        with pytest.raises(exceptions.TransportError, match="failed moments ago"):
+            await id_token.verify_token(token, request, certs_url=url)
+        # ...and once that second has passed, the next verification succeeds.
+        id_token._cache_for(url).retry_at = time.monotonic()
         claims = await id_token.verify_token(token, request, certs_url=url)
     assert claims["aud"] == AUDIENCE
+    assert calls == [2]
 
 
 @pytest.fixture
@@ -387,7 +393,7 @@ async def test_a_failing_certificate_endpoint_with_no_keys_is_not_asked_by_every
     for _ in range(20):
         with pytest.raises(exceptions.TransportError, match="certificates"):
             await _verify(google, token, audience=AUDIENCE)
-    # One fetch failed; for RETRY_AFTER_FAILURE seconds, none is tried again.
+    # One fetch failed; for NO_KEYS_RETRY seconds, none is tried again.
     assert google.certs_requests == 1
     # Once that time has passed, the next verification fetches, and succeeds.
     google.certs_status = 200

@@ -83,6 +83,7 @@ __all__ = [
     "IAP_REQUEST_KEY",
     "MIN_FRESH",
     "REQUEST_KEY",
+    "NO_KEYS_RETRY",
     "RETRY_AFTER_FAILURE",
     "REVALIDATE_WAIT",
     "STALE_IF_ERROR",
@@ -128,6 +129,11 @@ REVALIDATE_WAIT = 1.0
 #: Seconds after a failed refetch before another is tried, while cached keys
 #: still verify.
 RETRY_AFTER_FAILURE = 5.0
+
+#: Seconds after a failed fetch before another is tried, with no keys to
+#: verify with meanwhile: a failing endpoint is asked at most once a second,
+#: not once per token, and a recovered one within a second.
+NO_KEYS_RETRY = 1.0
 
 #: What the issuer of a Firebase ID token starts with; the project ID follows.
 FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
@@ -1022,7 +1028,8 @@ class _Certificates:
         self.retry_at = -math.inf
 
     def _failed(self, why: str) -> None:
-        self.retry_at = time.monotonic() + RETRY_AFTER_FAILURE
+        wait = RETRY_AFTER_FAILURE if self.keys else NO_KEYS_RETRY
+        self.retry_at = time.monotonic() + wait
         if self.keys:
             LOGGER.warning(
                 "Could not refetch the certificates at %s (%s); the cached keys "
