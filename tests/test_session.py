@@ -384,16 +384,19 @@ async def test_max_allowed_time_stops_a_slow_response_promptly(
 async def test_max_allowed_time_covers_the_refresh(
     google: GoogleEmulator, credentials: Any
 ) -> None:
-    google.token_delay = 3
+    google.token_gate.close()  # the token request is held until opened
     async with AuthorizedSession(credentials) as session:
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(TimeoutError):
             await session.get(google.api_url("x"), max_allowed_time=0.5)
         assert loop.time() - started < 1.5
-        google.token_delay = 0
-        # The refresh went on for others; the next call waits for it, no new one.
-        async with session.get(google.api_url("y"), max_allowed_time=5) as response:
+        # The refresh goes on for others; the next call gets its token, no new one.
+        following = asyncio.ensure_future(
+            session.get(google.api_url("y"), max_allowed_time=5)
+        )
+        google.token_gate.open()
+        async with await following as response:
             assert response.status == 200
     assert google.token_requests == 1
 
