@@ -160,7 +160,7 @@ class AuthMiddleware:
         redirected = self._redirected
         asked_origin = redirected.asked_origin(request) if redirected else None
         if asked_origin is None and not (
-            first_in_chain(sys._getframe(1), self)
+            first_in_chain(sys._getframe(1))
             # A middleware before it may also have rewritten the caller's URL.
             and request.url.origin() == request.original_url.origin()
         ):

@@ -126,33 +126,27 @@ _CHAIN_WRAPPERS = frozenset(
 _CALL_CODE = aiohttp.ClientSession._request.__code__
 
 
-def first_in_chain(caller: FrameType | None, middleware: Any) -> bool:
-    """Whether ``middleware``, called from ``caller``, is the first of its chain.
+def first_in_chain(caller: FrameType | None) -> bool:
+    """Whether a middleware called from ``caller`` is the first of its chain.
 
     aiohttp calls the first middleware from the wrapper that
-    ``ClientSession._request`` awaits; any other one is called from the
-    middleware before it, or from a wrapper of another middleware that has
-    already returned (a plain function returning ``handler(request)``). So the
-    outermost wrapper must be ``middleware``'s own. Where that cannot be seen
-    (a middleware before it spawned a task, another aiohttp), the answer is
-    False.
+    ``ClientSession._request`` awaits. Any other one is called from the
+    middleware before it, or from a second wrapper, when the middleware before
+    it is a plain function that returned ``handler(request)``: exactly one
+    wrapper frame lies between the first middleware and ``_request``. Where
+    that cannot be seen (a middleware before it spawned a task, another
+    aiohttp), the answer is False.
 
     Args:
         caller (Optional[types.FrameType]): The frame that called the middleware.
-        middleware (Any): The middleware.
 
     Returns:
         bool: True only if no middleware runs before it in this call.
     """
-    frame = caller
-    outermost = None
-    while frame is not None and frame.f_code in _CHAIN_WRAPPERS:
-        outermost = frame
-        frame = frame.f_back
-    if frame is None or frame.f_code is not _CALL_CODE or outermost is None:
+    if caller is None or caller.f_code not in _CHAIN_WRAPPERS:
         return False
-    wrapped = outermost.f_locals
-    return (wrapped.get("mw") or wrapped.get("middleware")) is middleware
+    awaiting = caller.f_back
+    return awaiting is not None and awaiting.f_code is _CALL_CODE
 
 
 def trace_context(request: ClientRequest, trace_config: Any) -> Any:
