@@ -332,6 +332,21 @@ async def test_errors_show_no_password_and_no_query(
         assert "PASSWORD" not in err
         assert "SECRET" not in err
         assert "127.0.0.1" in err  # where it failed is still said
+    # A header line without a colon is not echoed: its value may be the token.
+    code, _, err = await _cli(
+        "request", "-H", "Authorization Bearer SECRET", google.api_url("x"), env=adc
+    )
+    assert code == 2, err
+    assert "SECRET" not in err
+    assert "Authorization" in err
+    # --debug's traceback is scrubbed too.
+    code, _, err = await _cli(
+        "--debug", "request", "http://u:PASSWORD@127.0.0.1:9/x?k=SECRET", env=adc
+    )
+    assert code == 4, err
+    assert "Traceback" in err
+    assert "PASSWORD" not in err
+    assert "SECRET" not in err
     # Not a URL the command takes: the usage error shows it without its secrets.
     for text in (
         "user:PASSWORD@127.0.0.1:9/x?access_token=SECRET",

@@ -402,6 +402,19 @@ async def test_a_failing_certificate_endpoint_with_no_keys_is_not_asked_by_every
     assert google.certs_requests == 2
 
 
+@pytest.mark.parametrize("digits", [10, 400, 4000])
+async def test_a_garbled_max_age_counts_as_a_day(
+    google: GoogleEmulator, digits: int
+) -> None:
+    google.certs_max_age = 10**digits
+    token = google.id_token(AUDIENCE)
+    for _ in range(10):
+        assert (await _verify(google, token, audience=AUDIENCE))["aud"] == AUDIENCE
+    assert google.certs_requests == 1  # cached, for MAX_AGE
+    cache = id_token._cache_for(google.certs_url)
+    assert cache.fresh_until - time.monotonic() <= id_token.MAX_AGE
+
+
 @pytest.mark.parametrize("value", [None, 42, ["a.b.c"]])
 async def test_verify_token_of_anything_but_text_is_a_value_error(
     google: GoogleEmulator, value: Any

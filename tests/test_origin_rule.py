@@ -497,3 +497,80 @@ async def test_a_middleware_after_the_flow_that_follows_redirects_leaks_nothing(
     # b never sees the token. The flow did not authorize the hop back (the
     # middleware sent it, not aiohttp's chain), so it goes without, too.
     assert _by_chain(script, chain) == [("a", True), ("b", False), ("a", False)]
+
+
+def mirror_to(other: Recorder) -> Any:
+    """A middleware that also sends every request to ``other`` (shadow traffic),
+    ignoring how the copy fares."""
+
+    async def mirror(request: Any, handler: Any) -> Any:
+        response = await handler(request)
+        asked = request.url
+        request.url = URL(other.url).with_path(asked.path)
+        try:
+            (await handler(request)).release()
+        except Exception:
+            pass
+        finally:
+            request.url = asked
+        return response
+
+    return mirror
+
+
+@pytest.mark.parametrize("kind", ["session", "middleware"])
+async def test_a_mirroring_middleware_copies_no_credentials_request(
+    google: Any, other_origin: Recorder, kind: str
+) -> None:
+    # Impersonated credentials: their IAM call carries the source's token.
+    from google.auth import impersonated_credentials
+    from google.oauth2 import service_account
+
+    from .conftest import SCOPE
+
+    source = service_account.Credentials.from_service_account_info(
+        google.service_account_info(), scopes=[SCOPE]
+    )
+    target = "target@emulator-project.iam.gserviceaccount.com"
+    credentials = impersonated_credentials.Credentials(
+        source_credentials=source,
+        target_principal=target,
+        target_scopes=[SCOPE],
+        iam_endpoint_override=google.iam_url(target),
+    )
+    client = make_client(kind, credentials, None, mirror_to(other_origin))
+    async with client:
+        assert await _get(client, google.api_url("x")) == 200
+    assert credentials.token  # the IAM call, with the source token, was made
+    # The copy of the API request went without the token; no copy of the
+    # token or IAM requests went out at all.
+    assert [r["path"] for r in other_origin.requests] == ["/api/x"]
+    assert "authorization" not in other_origin.requests[0]["headers"]
+
+
+async def test_a_request_a_middleware_before_auth_sends_elsewhere_has_no_placeholder(
+    script: Script, credentials: Any, other_origin: Recorder
+) -> None:
+    auth = AuthMiddleware(credentials)
+    client = aiohttp.ClientSession(
+        middlewares=[mirror_to(other_origin), auth],
+        trace_configs=[auth.trace_config],
+    )
+    async with client:
+        assert await _get(client, script.url(script.a, script.chain([]))) == 200
+    # Neither the token nor the "<redacted>" blank of it: no header at all.
+    assert "authorization" not in other_origin.requests[-1]["headers"]
+
+
+async def test_a_middleware_after_the_flow_that_changes_the_proxy_leaks_nothing(
+    google: Any, credentials: Any, other_origin: Recorder
+) -> None:
+    async def via_other_proxy(request: Any, handler: Any) -> Any:
+        request.proxy = URL(other_origin.url)  # it sees the whole request
+        return await handler(request)
+
+    async with AuthorizedSession(credentials, middlewares=(via_other_proxy,)) as s:
+        async with s.get(google.api_url("x")) as response:
+            await response.read()
+    assert other_origin.requests, "the request went through the other proxy"
+    assert "authorization" not in other_origin.requests[0]["headers"]

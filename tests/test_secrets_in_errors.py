@@ -138,6 +138,23 @@ async def test_a_failed_send_leaves_no_secret_in_the_locals_of_its_traceback(
     assert str(credentials.token) not in printed  # ...and holds no token
 
 
+async def test_a_refresh_that_fails_after_a_rejection_leaves_no_token_in_locals(
+    google: GoogleEmulator, session: aiohttp.ClientSession, credentials: Any
+) -> None:
+    assert (await session.get(google.api_url("warm"))).status == 200
+    google.token_error = "invalid_grant"  # the refresh the 401 causes fails
+    with pytest.raises(exceptions.RefreshError) as caught:
+        await session.get(google.api_url("x?status=401"))
+    printed = "".join(
+        traceback.TracebackException.from_exception(
+            caught.value, capture_locals=True
+        ).format()
+    )
+    assert "after_rejection" in printed  # the frame that had it is there...
+    assert credentials.token  # (the rejected token, which the refresh kept)
+    assert str(credentials.token) not in printed  # ...without it
+
+
 # -- URLs in messages ---------------------------------------------------------------
 
 URL_FORMS = [
@@ -150,6 +167,9 @@ URL_FORMS = [
     "example.test/p?key={s}",
     "example.test?key={s}&a=b",
     "wss://example.test/p#token={s}",
+    "https//user:{s}@example.test/p",  # no ":"
+    "//user:{s}@example.test/p",  # scheme-relative
+    "http://alice@x:{s}@example.test/p",  # an "@" in the user info
 ]
 
 

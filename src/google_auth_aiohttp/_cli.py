@@ -68,11 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_print_identity_token(args))
         return asyncio.run(_request(args))
     except CommandError as failure:
-        if args.debug:
-            traceback.print_exc()
-        if not getattr(args, "silent", False):
-            from google_auth_aiohttp._logging import scrub
+        from google_auth_aiohttp._logging import scrub
 
+        if args.debug:
+            print(scrub("".join(traceback.format_exc())), end="", file=sys.stderr)
+        if not getattr(args, "silent", False):
             # Every URL shown without user info or query: they hold secrets.
             line = scrub(str(failure))
             print(f"google-auth-aiohttp: error: {line}", file=sys.stderr)
@@ -397,8 +397,10 @@ def _headers(raw: list[str]) -> dict[str, str]:
     for line in raw:
         name, sep, value = line.partition(":")
         if not sep or not _TOKEN.fullmatch(name.strip()):
+            # Not the line itself: what follows a name may be a credential.
+            shown = line.split(None, 1)[0][:40] if line.strip() else ""
             raise CommandError(
-                USAGE, f"header {line!r} is not of the form 'Name: value'"
+                USAGE, f"header {shown!r}... is not of the form 'Name: value'"
             )
         headers[name.strip()] = value.strip()
     return headers

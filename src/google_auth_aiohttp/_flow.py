@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
+from google.auth import exceptions
 from google.auth import transport as google_transport
 from multidict import CIMultiDict
 from yarl import URL
@@ -198,6 +199,10 @@ class AuthFlow:
             Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
         """
         if current_trail() is not None:  # a credentials request
+            if request.url.origin() != request.original_url.origin():
+                # A middleware before this one sends the token request (its
+                # body holds the credentials' secrets) somewhere else.
+                return _refuse_elsewhere(request)
             return handler(request)
         if retry is None or request.method not in retry.methods:
             return self._attempt(request, handler, asked_origin, redirects, limits)
@@ -229,6 +234,7 @@ class AuthFlow:
                 safe_url(request.url),
                 asked_origin,
             )
+            strip_redacted(request.headers)
             response = await handler(request)
         else:
             fresh: tuple[Mapping[str, str], Any] | None
@@ -390,6 +396,25 @@ def _redact(headers: CIMultiDict[Any], added: Mapping[str, str]) -> None:
     for name in added:
         if name not in _NOT_SECRET and name in headers:
             headers[name] = REDACTED
+
+
+def strip_redacted(headers: CIMultiDict[Any]) -> None:
+    """Remove the blanks :func:`_redact` left, from a request sent unauthorized.
+
+    A middleware may send a request again itself, and the flow would then
+    put no credentials on it: it goes without the placeholders too.
+    """
+    if REDACTED in headers.values():  # rare: a re-send of an authorized request
+        for name in [name for name, value in headers.items() if value == REDACTED]:
+            headers.popall(name, None)
+
+
+async def _refuse_elsewhere(request: ClientRequest) -> ClientResponse:
+    raise exceptions.TransportError(
+        f"A middleware sent the credentials' request for "
+        f"{safe_url(request.original_url)} to {safe_url(request.url)}: it is not "
+        "sent, since its body and headers hold the credentials' secrets."
+    )
 
 
 def _still_open(request: ClientRequest) -> None:

@@ -36,12 +36,12 @@ def safe_url(url: URL | str) -> str:
 # userinfo, the rest up to a query, a fragment, white space or a quote.
 _URL_IN_TEXT = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://|(?i:https?|wss?):/*)"
-    r"(?P<userinfo>[^\s/?#@'\"]*@)?"
+    r"(?P<userinfo>[^\s/?#'\"]*@)?"
     r"(?P<rest>[^\s?#'\"]*)(?P<query>\?[^\s#'\"]*)?(?P<fragment>#[^\s'\"]*)?"
 )
 # What a URL without a scheme may hold: "user:password@" before a host, and a
 # query ("?name=value") after it.
-_USERINFO = re.compile(r"(?<![^\s'\"(<\[])[^\s/?#@'\"]*:[^\s/?#@'\"]*@")
+_USERINFO = re.compile(r"(?<![^\s'\"(<\[/])[^\s/?#'\"]*:[^\s/?#'\"]*@")
 _QUERY = re.compile(r"(?P<path>[^\s?#'\"]+)\?[^\s#'\"=]*=[^\s'\"]*")
 
 

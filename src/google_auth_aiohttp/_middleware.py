@@ -36,6 +36,7 @@ from google_auth_aiohttp._flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
     AuthFlow,
+    strip_redacted,
 )
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._private import call_of, first_in_chain, trace_context
@@ -66,9 +67,10 @@ class AuthMiddleware:
     call that reaches this middleware (the URL the caller passed, unless a
     middleware before it changed it), and never to another origin a server
     redirects that call to. Token requests go through the session that made
-    the request (its connector, proxy and SSL settings, and its other
-    middlewares), unless ``auth_request`` is given; this middleware lets them
-    pass unauthorized.
+    the request (its connector, proxy and SSL settings, and the middlewares
+    before this one), unless ``auth_request`` is given; this middleware lets
+    them pass unauthorized, and stops one that a middleware before it sent to
+    another origin than the credentials asked for.
 
     Args:
         credentials (Any): google-auth credentials of any family.
@@ -191,6 +193,7 @@ class AuthMiddleware:
                 request.method,
                 safe_url(request.url),
             )
+        strip_redacted(request.headers)
         return handler(request)
 
 

@@ -372,6 +372,7 @@ class Refresher:
             and self.adapter.token is not sent_token
         ):
             return  # somebody refreshed since: send the new token
+        del sent_token  # a traceback of the refresh would show it (locals)
         await self.refresh(route, wait_until)
 
     def refresh_in_background(self, route: Route) -> None:

@@ -161,8 +161,11 @@ with warnings.catch_warnings():
                 kwargs.get("timeout", DEFAULT_CLIENT_TIMEOUT)
             )
             # Refreshes go out with this session's way out (connector, proxy,
-            # trust_env, tracing, middlewares), over a session of their own
-            # that shares the connector: closing this one ends no refresh.
+            # trust_env, tracing), over a session of their own that shares the
+            # connector: closing this one ends no refresh. Not through the
+            # caller's middlewares, as google-auth's refreshes skip a
+            # session's hooks: one that re-sends a request elsewhere (a
+            # mirror, a failover) would take the token request's secrets.
             refresh_settings = {
                 name: kwargs[name]
                 for name in ("proxy", "proxy_auth", "trust_env", "trace_configs")
@@ -208,7 +211,6 @@ with warnings.catch_warnings():
                 async with aiohttp.ClientSession(
                     connector=lease.connector,
                     connector_owner=False,
-                    middlewares=self._after_auth,
                     **self._refresh_settings,
                 ) as session:
                     yield session
@@ -501,7 +503,15 @@ class _Call:
     its first request, or its ``max_allowed_time``.
     """
 
-    __slots__ = ("_deadline", "_first_url", "_flow", "_retry", "_started", "_total")
+    __slots__ = (
+        "_deadline",
+        "_first_proxy",
+        "_first_url",
+        "_flow",
+        "_retry",
+        "_started",
+        "_total",
+    )
 
     def __init__(
         self,
@@ -525,6 +535,7 @@ class _Call:
         first_url = self._first_url
         if first_url is None:
             self._first_url = request.url
+            self._first_proxy = request.proxy
             asked_origin = None  # this request's own
         else:
             asked_origin = first_url.origin()
@@ -548,10 +559,15 @@ class _Call:
         A middleware after the flow may send the request again itself (follow
         a redirect, try a mirror) with the headers the flow put on it. What
         goes to another origin than the asked one goes without the
-        credentials' secrets, as aiohttp's own redirects do.
+        credentials' secrets, as aiohttp's own redirects do; so does what goes
+        through another proxy than the call's own.
         """
         first = self._first_url
-        if first is None or request.url.origin() != first.origin():
+        if (
+            first is None
+            or request.url.origin() != first.origin()
+            or request.proxy != self._first_proxy
+        ):
             for name in self._flow.secret_header_names():
                 request.headers.popall(name, None)
         return handler(request)

@@ -81,6 +81,7 @@ __all__ = [
     "IAP_HEADER",
     "IAP_ISSUER",
     "IAP_REQUEST_KEY",
+    "MAX_AGE",
     "MIN_FRESH",
     "NO_KEYS_RETRY",
     "REQUEST_KEY",
@@ -121,6 +122,9 @@ DEFAULT_CERTS_TIMEOUT = 10.0
 #: Seconds past their ``max-age`` that cached keys keep verifying while the
 #: certificates endpoint fails or stalls (stale-if-error).
 STALE_IF_ERROR = 86400.0
+
+#: The longest ``max-age`` honoured, in seconds; a longer one counts as this.
+MAX_AGE = 86400
 
 #: Seconds a verification waits for a scheduled refetch before verifying with
 #: the keys it has (a token whose key id they hold).
@@ -1075,7 +1079,11 @@ def _parse_certificates(
             "PEM nor a JWK set."
         )
     match = _MAX_AGE.search(headers.get("Cache-Control", ""))
-    return keys, algorithms, int(match.group(1)) if match else 0
+    # Digits beyond a day's worth are a day: a garbled max-age neither
+    # overflows the clock nor keeps retired keys for ever.
+    digits = match.group(1).lstrip("0") if match else ""
+    max_age = MAX_AGE if len(digits) > 9 else min(int(digits or 0), MAX_AGE)
+    return keys, algorithms, max_age
 
 
 def _jwk_set(jwks: list[Any], where: str) -> tuple[dict[str, str], dict[str, str]]:
