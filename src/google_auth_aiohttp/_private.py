@@ -119,10 +119,13 @@ def _codes_within(code: CodeType) -> set[CodeType]:
     return found
 
 
-# The functions aiohttp wraps each middleware of a chain in.
-_CHAIN_WRAPPERS = frozenset(
+# The functions aiohttp wraps each middleware of a chain in. Kept alive by
+# the tuple and known by identity: hashing a code object costs ~1,000
+# instructions (it hashes its bytecode and constants), an id nothing.
+_CHAIN_WRAPPER_CODES = tuple(
     _codes_within(client_middlewares.build_client_middlewares.__code__)
 )
+_CHAIN_WRAPPERS = frozenset(map(id, _CHAIN_WRAPPER_CODES))
 _CALL_CODE = aiohttp.ClientSession._request.__code__
 
 
@@ -143,7 +146,7 @@ def first_in_chain(caller: FrameType | None) -> bool:
     Returns:
         bool: True only if no middleware runs before it in this call.
     """
-    if caller is None or caller.f_code not in _CHAIN_WRAPPERS:
+    if caller is None or id(caller.f_code) not in _CHAIN_WRAPPERS:
         return False
     awaiting = caller.f_back
     return awaiting is not None and awaiting.f_code is _CALL_CODE
