@@ -106,7 +106,7 @@ with warnings.catch_warnings():
             retry (Optional[Retry]): Retries of transient failures for every
                 request; none by default, as in google-auth.
             kwargs: Passed to :class:`aiohttp.ClientSession`. A ``middlewares``
-                sequence runs after the auth middleware.
+                sequence runs after the auth middleware (refreshes skip it).
 
         Raises:
             TypeError: If ``credentials`` are not google-auth credentials.
