@@ -518,7 +518,7 @@ def mirror_to(other: Recorder) -> Any:
     return mirror
 
 
-@pytest.mark.parametrize("kind", ["session", "middleware"])
+@pytest.mark.parametrize("kind", ["session", "middleware", "untraced middleware"])
 async def test_a_mirroring_middleware_copies_no_credentials_request(
     google: Any, other_origin: Recorder, kind: str
 ) -> None:
@@ -538,14 +538,20 @@ async def test_a_mirroring_middleware_copies_no_credentials_request(
         target_scopes=[SCOPE],
         iam_endpoint_override=google.iam_url(target),
     )
-    client = make_client(kind, credentials, None, mirror_to(other_origin))
+    if kind == "untraced middleware":  # the first call goes unauthorized
+        client = aiohttp.ClientSession(
+            middlewares=[mirror_to(other_origin), AuthMiddleware(credentials)]
+        )
+    else:
+        client = make_client(kind, credentials, None, mirror_to(other_origin))
     async with client:
+        assert await _get(client, google.api_url("x")) in (200, 401)
         assert await _get(client, google.api_url("x")) == 200
     assert credentials.token  # the IAM call, with the source token, was made
     # The copy of the API request went without the token; no copy of the
     # token or IAM requests went out at all.
-    assert [r["path"] for r in other_origin.requests] == ["/api/x"]
-    assert "authorization" not in other_origin.requests[0]["headers"]
+    assert [r["path"] for r in other_origin.requests] == ["/api/x", "/api/x"]
+    assert all("authorization" not in r["headers"] for r in other_origin.requests)
 
 
 async def test_a_request_a_middleware_before_auth_sends_elsewhere_has_no_placeholder(
