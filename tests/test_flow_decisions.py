@@ -16,7 +16,7 @@ from google.oauth2 import credentials as user_credentials
 from multidict import CIMultiDict
 from yarl import URL
 
-from google_auth_aiohttp import _flow, _middleware
+from google_auth_aiohttp import _flow, _middleware, _origin
 
 
 class Answer:
@@ -59,8 +59,9 @@ async def test_the_asked_origin_gets_the_credentials_headers(
     flow: _flow.AuthFlow,
 ) -> None:
     chain = Chain()
-    await flow.send(request_to("https://api.test/a"), chain, None)
-    await flow.send(request_to("https://api.test/b"), chain, URL("https://api.test"))
+    await flow.send(request_to("https://api.test/a"), chain)
+    await flow.send(request_to("https://api.test/b"), chain)
+    assert len(chain.sent) == 2
     for headers in chain.sent:
         assert headers["Authorization"] == "Bearer t0k3n"
         assert headers["x-goog-user-project"] == "billing"
@@ -75,12 +76,19 @@ async def test_the_asked_origin_gets_the_credentials_headers(
         "https://api.test.other.test/a",
     ],
 )
-async def test_any_other_origin_gets_nothing(flow: _flow.AuthFlow, hop: str) -> None:
+async def test_any_other_origin_may_not_be_authorized(hop: str) -> None:
+    asked = URL("https://api.test")
+    assert not _origin.may_authorize(request_to(hop), asked)
+    assert _origin.may_authorize(request_to("https://api.test/other?q"), asked)
+
+
+async def test_a_request_sent_unauthorized_carries_no_blank_of_a_secret() -> None:
     chain = Chain()
-    await flow.send(request_to(hop), chain, URL("https://api.test"))
+    request = request_to("https://other.test/a")
+    request.headers["Authorization"] = _origin.REDACTED  # an earlier send's
+    await _origin.send_unauthorized(request, chain, URL("https://api.test"))
     [headers] = chain.sent
     assert "Authorization" not in headers
-    assert "x-goog-user-project" not in headers
 
 
 async def test_a_rejected_token_is_not_resent_when_it_cannot_change(
@@ -92,7 +100,7 @@ async def test_a_rejected_token_is_not_resent_when_it_cannot_change(
 
     chain = Chain(401)
     with pytest.raises(exceptions.RefreshError):
-        await flow.send(request_to("https://api.test/a"), chain, None)
+        await flow.send(request_to("https://api.test/a"), chain)
     assert len(chain.sent) == 1
 
 
@@ -112,7 +120,7 @@ async def test_a_redirect_note_lives_as_long_as_the_redirect_response() -> None:
     notes = _middleware._RedirectedCalls()
     assert notes.asked_origin(hop) is None  # nothing noted: a call's first request
     redirect = Answer(302)
-    notes.add(first, redirect, None)  # type: ignore[arg-type]
+    notes.add(first, redirect, URL("https://asked.test"))  # type: ignore[arg-type]
     assert notes.asked_origin(hop) == URL("https://asked.test")
     assert notes.asked_origin(another_call) is None
     # The hop is redirected too; a middleware before this one drops the first

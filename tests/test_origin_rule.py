@@ -580,3 +580,30 @@ async def test_a_middleware_after_the_flow_that_changes_the_proxy_leaks_nothing(
             await response.read()
     assert other_origin.requests, "the request went through the other proxy"
     assert "authorization" not in other_origin.requests[0]["headers"]
+
+
+async def test_a_retry_layer_before_auth_is_no_middleware_before_it(
+    script: Script, credentials: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from google_auth_aiohttp import Retry, RetryMiddleware
+
+    def passing(request: Any, handler: Any) -> Any:
+        return handler(request)
+
+    chain = script.chain([])
+    script.chains[chain] = [(302, script.url(script.b, chain, 1))]
+    retrying = RetryMiddleware(Retry())
+    async with aiohttp.ClientSession(
+        middlewares=[retrying, AuthMiddleware(credentials)]
+    ) as client:
+        assert await _get(client, script.url(script.a, chain)) == 200
+    # Placed from the first call, no trace config needed; the hop goes bare.
+    assert _by_chain(script, chain) == [("a", True), ("b", False)]
+    assert "sent unauthorized" not in caplog.text
+    # A plain middleware before the retry layer is a middleware before auth.
+    other = script.chain([])
+    async with aiohttp.ClientSession(
+        middlewares=[passing, retrying, AuthMiddleware(credentials)]
+    ) as client:
+        assert await _get(client, script.url(script.a, other)) == 200
+    assert _by_chain(script, other) == [("a", False)]

@@ -13,7 +13,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from google_auth_aiohttp import AuthMiddleware, AuthorizedSession, Retry
+from google_auth_aiohttp import (
+    AuthMiddleware,
+    AuthorizedSession,
+    Retry,
+    RetryMiddleware,
+)
 
 FAST = Retry(attempts=4, initial=0.01, maximum=0.05)
 # Waits as long as a Retry-After of a few seconds asks.
@@ -168,8 +173,8 @@ async def test_middleware_takes_a_retry_policy(
     flaky: tuple[str, Counter[str]], credentials: Any
 ) -> None:
     url, seen = flaky
-    auth = AuthMiddleware(credentials, retry=FAST)
-    async with aiohttp.ClientSession(middlewares=[auth]) as session:
+    middlewares: list[Any] = [RetryMiddleware(FAST), AuthMiddleware(credentials)]
+    async with aiohttp.ClientSession(middlewares=middlewares) as session:
         async with session.get(f"{url}/w?fail=2") as response:
             assert response.status == 200
     assert seen["w"] == 3
@@ -191,7 +196,7 @@ def test_bad_policies_are_rejected(credentials: Any) -> None:
     with pytest.raises(ValueError, match="0 or more"):
         Retry(initial=-1)
     with pytest.raises(TypeError, match="Retry"):
-        AuthMiddleware(credentials, retry=3)  # type: ignore[arg-type]
+        RetryMiddleware(3)  # type: ignore[arg-type]
 
 
 async def test_deadline_is_still_a_timeout_while_waiting_for_a_response(

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
         DEFAULT_REFRESH_STATUS_CODES,
     )
     from google_auth_aiohttp._middleware import AuthMiddleware
-    from google_auth_aiohttp._retry import Retry
+    from google_auth_aiohttp._retry import Retry, RetryMiddleware
     from google_auth_aiohttp._session import AuthorizedSession
     from google_auth_aiohttp._transport import Request, Response
 
@@ -41,6 +41,7 @@ __all__ = [
     "Request",
     "Response",
     "Retry",
+    "RetryMiddleware",
     "__version__",
     "default",
 ]
@@ -56,6 +57,7 @@ _HOMES = {
     "Request": "_transport",
     "Response": "_transport",
     "Retry": "_retry",
+    "RetryMiddleware": "_retry",
     "default": "_default",
 }
 

@@ -1,28 +1,26 @@
 """The auth flow: :class:`AuthFlow`, the one place where requests are authorized.
 
-Both clients drive it. :class:`~google_auth_aiohttp.AuthorizedSession` runs it
-as the first middleware of each call; :class:`~google_auth_aiohttp.AuthMiddleware`
-runs it on a plain ``aiohttp.ClientSession``. Each tells the flow which origin
-the call asked for, and aiohttp calls the flow again for every redirect hop.
-For one request the flow:
+Both clients run it as a middleware of aiohttp's chain: a
+:class:`~google_auth_aiohttp.AuthorizedSession` in the middleware each call
+gets (``_session._Call``), an :class:`~google_auth_aiohttp.AuthMiddleware` on
+a plain ``aiohttp.ClientSession``. The host first decides, by the origin rule
+(:mod:`google_auth_aiohttp._origin`), whether the request may carry the
+credentials at all; retries are a layer ahead of the host
+(:class:`~google_auth_aiohttp.RetryMiddleware`). For a request it may
+authorize, the flow:
 
 1. lets requests that credentials make themselves (token endpoints, metadata
-   servers) pass as they are;
-2. with a :class:`~google_auth_aiohttp.Retry` policy, hands the rest to it,
-   which calls back into the steps below once per attempt;
-3. sends a request to any origin but the asked one as it is: the credentials'
-   headers never leave that origin, whatever a redirect's ``Location`` holds;
-4. waits for a shared refresh if the token is missing or expired, or starts
+   servers) pass as they are, unless a middleware before it sent one to
+   another origin than the credentials asked for;
+2. waits for a shared refresh if the token is missing or expired, or starts
    one in the background if it is about to expire (it is still used meanwhile),
    and puts the credentials' headers on the request (aiohttp has copied the
    caller's headers into it: the caller's object is never touched);
-5. sends it, and while the status is in ``refresh_status_codes`` and
+3. sends it, and while the status is in ``refresh_status_codes`` and
    attempts remain, releases the response, refreshes once for all concurrent
    callers and sends it again with the same body. A body that cannot be read
    twice is never re-sent: the response is returned as it is;
-6. once a request is sent, blanks the credentials' secrets in its headers, of
-   which aiohttp's ``request_info`` (and every exception made from it) is a
-   live view.
+4. once a request is sent, blanks the credentials' secrets in its headers.
 """
 
 from __future__ import annotations
@@ -30,23 +28,25 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Awaitable, Collection, Mapping, MutableMapping
-from functools import partial
 from typing import Any, Protocol
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
-from google.auth import exceptions
 from google.auth import transport as google_transport
 from multidict import CIMultiDict
-from yarl import URL
 
 from google_auth_aiohttp._body import can_resend
 from google_auth_aiohttp._checks import seconds, statuses
 from google_auth_aiohttp._credentials_request import current_trail
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._mtls import MtlsChannel, is_mtls_endpoint
+from google_auth_aiohttp._origin import (
+    NOT_SECRET,
+    SECRET_HEADERS,
+    check_credentials_request,
+    redact,
+)
 from google_auth_aiohttp._refresh import Route, refresher_for, route_over
-from google_auth_aiohttp._retry import Retry, send_with_retries
 
 DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
     google_transport.DEFAULT_REFRESH_STATUS_CODES
@@ -59,25 +59,6 @@ _API_CLIENT = "x-goog-api-client"
 # refresh, so that it is our error that says what timed out, not aiohttp's
 # bare TimeoutError().
 WAIT_MARGIN = 0.02
-
-#: The statuses aiohttp follows.
-REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
-
-
-class RedirectNotes(Protocol):
-    """What a host that must recognise redirect hops is told."""
-
-    def add(
-        self, request: ClientRequest, response: ClientResponse, asked: URL | None
-    ) -> None:
-        """Note that ``request``, of a call that asked for ``asked``, got a redirect.
-
-        Args:
-            request (aiohttp.ClientRequest): The request answered with a redirect.
-            response (aiohttp.ClientResponse): The redirect.
-            asked (Optional[yarl.URL]): The call's asked origin; None if
-                ``request`` is the call's first, whose own origin it is.
-        """
 
 
 class CallLimits(Protocol):
@@ -169,109 +150,61 @@ class AuthFlow:
             weakref.WeakKeyDictionary()
         )
 
-    def send(
+    async def send(
         self,
         request: ClientRequest,
         handler: ClientHandlerType,
-        asked_origin: URL | None,
-        retry: Retry | None = None,
-        deadline: float | None = None,
-        redirects: RedirectNotes | None = None,
         limits: CallLimits | None = None,
-    ) -> Awaitable[ClientResponse]:
-        """Return the awaitable that sends ``request`` through the flow.
+    ) -> ClientResponse:
+        """Send ``request`` authorized; refresh and re-send it if it is rejected.
+
+        The host has decided that ``request`` may carry them.
 
         Args:
             request (aiohttp.ClientRequest): The request, as aiohttp passes it
                 to middlewares.
             handler (Callable): The rest of aiohttp's chain, which sends it.
-            asked_origin (Optional[yarl.URL]): The origin the call asked for;
-                None when ``request`` is the call's first, whose own origin it is.
-            retry (Optional[Retry]): The retry policy of this call, if any.
-            deadline (Optional[float]): When the call must end, in
-                ``loop.time()``; no retry waits past it.
-            redirects (Optional[RedirectNotes]): Told of every redirect
-                response, for a host that must recognise the next hop.
             limits (Optional[CallLimits]): When the call stops waiting for a
                 refresh; without it, the session's own total timeout from now.
 
         Returns:
-            Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
+            aiohttp.ClientResponse: The response, after any refresh.
+
+        Raises:
+            google.auth.exceptions.TransportError: If ``request`` is the
+                credentials' own and a middleware sent it to another origin.
         """
         if current_trail() is not None:  # a credentials request
-            if request.url.origin() != request.original_url.origin():
-                # A middleware before this one sends the token request (its
-                # body holds the credentials' secrets) somewhere else.
-                return _refuse_elsewhere(request)
-            return handler(request)
-        if retry is None or request.method not in retry.methods:
-            return self._attempt(request, handler, asked_origin, redirects, limits)
-        attempt = partial(
-            self._attempt,
-            handler=handler,
-            asked_origin=asked_origin,
-            redirects=redirects,
-            limits=limits,
-        )
-        return send_with_retries(request, attempt, retry, deadline)
-
-    async def _attempt(
-        self,
-        request: ClientRequest,
-        handler: ClientHandlerType,
-        asked_origin: URL | None,
-        redirects: RedirectNotes | None,
-        limits: CallLimits | None,
-    ) -> ClientResponse:
-        """Send ``request`` once, authorized if it goes to the asked origin.
-
-        A request rejected with a refresh status is refreshed and re-sent
-        within this attempt.
-        """
-        if asked_origin is not None and request.url.origin() != asked_origin:
-            LOGGER.debug(
-                "Not authorizing %s: the call asked for %s.",
-                safe_url(request.url),
-                asked_origin,
-            )
-            strip_redacted(request.headers)
-            response = await handler(request)
-        else:
-            fresh: tuple[Mapping[str, str], Any] | None
-            added: Mapping[str, str] | None = None
-            fresh = self._refresher.kept_headers()  # steady state: no google-auth
+            check_credentials_request(request)
+            return await handler(request)
+        added: Mapping[str, str] | None = None
+        fresh: tuple[Mapping[str, str], Any] | None
+        fresh = self._refresher.kept_headers()  # steady state: no google-auth
+        try:
+            if fresh is None:
+                fresh = await self._credentials_headers(request, limits)
+                _still_open(request)
+            added, sent_token = fresh
+            _merge_headers(request.headers, added)
+            sent_cert = None if self._mtls is None else self._mtls.cert
             try:
-                if fresh is None:
-                    fresh = await self._credentials_headers(request, limits)
-                    _still_open(request)
-                added, sent_token = fresh
-                if _API_CLIENT in added and _API_CLIENT in request.headers:
-                    _merge_headers(request.headers, added)
-                else:
-                    request.headers.update(added)  # the usual case, in C
-                sent_cert = None if self._mtls is None else self._mtls.cert
-                try:
-                    response = await handler(request)
-                finally:
-                    _redact(request.headers, added)
-                if response.status in self._refresh_status_codes:
-                    response = await self._refresh_and_resend(
-                        request, handler, response, sent_token, sent_cert, limits
-                    )
-            except BaseException:
-                # A traceback keeps this frame, and error trackers (and
-                # pytest --showlocals) print its locals: none holds a secret.
-                fresh = added = sent_token = None
-                raise
-        if redirects is not None and response.status in REDIRECT_STATUSES:
-            redirects.add(request, response, asked_origin)
+                response = await handler(request)
+            finally:
+                redact(request.headers, added)
+            if response.status in self._refresh_status_codes:
+                response = await self._refresh_and_resend(
+                    request, handler, response, sent_token, sent_cert, limits
+                )
+        except BaseException:
+            # A traceback keeps this frame, and error trackers (and
+            # pytest --showlocals) print its locals: none holds a secret.
+            fresh = added = sent_token = None
+            raise
         return response
 
-    def secret_header_names(self) -> set[str]:
+    def secret_header_names(self) -> frozenset[str]:
         """The names of the secret headers the credentials add to requests."""
-        names = {"authorization", "x-goog-api-key"}
-        names.update(self._refresher.added_names())
-        return names - _NOT_SECRET
+        return SECRET_HEADERS.union(self._refresher.added_names()) - NOT_SECRET
 
     def _route(self, session: aiohttp.ClientSession) -> Route:
         route = self._routes.get(session) if session is not None else None
@@ -344,9 +277,9 @@ class AuthFlow:
                 try:
                     response = await handler(request)
                 finally:
-                    _redact(request.headers, added)
+                    redact(request.headers, added)
             except BaseException:
-                added = sent_token = None  # as in _attempt: no secret in locals
+                added = sent_token = None  # as in send(): no secret in locals
                 raise
         if attempt:
             # Only requests the flow acted on are logged; aiohttp's
@@ -374,47 +307,6 @@ class AuthFlow:
             and is_mtls_endpoint(str(request.url))
         ):
             await self._mtls.rotate_if_changed(request, sent_cert)
-
-
-#: What the credentials' secret headers read once a request is sent.
-REDACTED = "<redacted>"
-
-# Headers credentials add that are no secret; any other is redacted.
-_NOT_SECRET = frozenset((_API_CLIENT, "x-goog-user-project"))
-
-
-def _redact(headers: CIMultiDict[Any], added: Mapping[str, str]) -> None:
-    """Blank the credentials' secrets in a sent request's headers.
-
-    aiohttp's ``request_info`` (on the response, and in the
-    ``ClientResponseError``, ``TooManyRedirects`` and ``WSServerHandshakeError``
-    made from it) is a live view of these headers: once the request is on the
-    wire, what reprs, tracebacks and error trackers print of it holds no token.
-    The next send of the request (a re-send after a refresh, a retry) sets
-    them again.
-    """
-    for name in added:
-        if name not in _NOT_SECRET and name in headers:
-            headers[name] = REDACTED
-
-
-def strip_redacted(headers: CIMultiDict[Any]) -> None:
-    """Remove the blanks :func:`_redact` left, from a request sent unauthorized.
-
-    A middleware may send a request again itself, and the flow would then
-    put no credentials on it: it goes without the placeholders too.
-    """
-    if REDACTED in headers.values():  # rare: a re-send of an authorized request
-        for name in [name for name, value in headers.items() if value == REDACTED]:
-            headers.popall(name, None)
-
-
-async def _refuse_elsewhere(request: ClientRequest) -> ClientResponse:
-    raise exceptions.TransportError(
-        f"A middleware sent the credentials' request for "
-        f"{safe_url(request.original_url)} to {safe_url(request.url)}: it is not "
-        "sent, since its body and headers hold the credentials' secrets."
-    )
 
 
 def _still_open(request: ClientRequest) -> None:

@@ -10,14 +10,19 @@ in its call; any other goes out unauthorized (fail closed):
   the caller asked for: each request of the call is authorized only for that
   origin, whatever the middlewares before it do.
 * Without it, a request is a call's first only if this middleware is the
-  first of the call's chain (:func:`~google_auth_aiohttp._private.first_in_chain`):
-  then every redirect of the call passes through it, and it keeps, for each
-  call that got one, the origin its first request went to. Calls are known by
-  the object aiohttp shares between the requests of one call
+  first of the call's chain (:func:`~google_auth_aiohttp._private.first_in_chain`;
+  a :class:`~google_auth_aiohttp.RetryMiddleware` before it does not count,
+  as it only sends the same request again): then every redirect of the call
+  passes through it, and it keeps, for each call that got one, the origin
+  its first request went to. Calls are known by the object aiohttp shares
+  between the requests of one call
   (:func:`~google_auth_aiohttp._private.call_of`), and a note lives as long
   as the call's redirect responses. A middleware placed before it could
   answer a redirect itself: its calls go out unauthorized until the trace
   config is on the session.
+
+It notes redirects itself, after the flow returns; the flow only authorizes,
+sends, refreshes and re-sends.
 """
 
 from __future__ import annotations
@@ -36,11 +41,11 @@ from google_auth_aiohttp._flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
     AuthFlow,
-    strip_redacted,
 )
 from google_auth_aiohttp._logging import LOGGER, safe_url
+from google_auth_aiohttp._origin import may_authorize, send_unauthorized
 from google_auth_aiohttp._private import call_of, first_in_chain, trace_context
-from google_auth_aiohttp._retry import Retry
+from google_auth_aiohttp._retry import RETRY_LAYER_CODES
 
 __all__ = [
     "DEFAULT_MAX_REFRESH_ATTEMPTS",
@@ -81,7 +86,11 @@ class AuthMiddleware:
         refresh_timeout (Optional[float]): Seconds a refresh may take.
         auth_request (Optional[Callable]): The transport refreshes use, for
             example a :class:`google_auth_aiohttp.Request`.
-        retry (Optional[Retry]): Retries of transient failures; none by default.
+
+    Retries are a middleware of their own, ahead of this one (each attempt
+    is authorized, and refreshed, again)::
+
+        middlewares=[RetryMiddleware(Retry()), AuthMiddleware(credentials)]
 
     Raises:
         TypeError: If ``credentials`` are not google-auth credentials.
@@ -90,7 +99,7 @@ class AuthMiddleware:
 
     """
 
-    __slots__ = ("_flow", "_redirected", "_retry", "_trace_config", "_unplaced")
+    __slots__ = ("_flow", "_redirected", "_trace_config", "_unplaced")
 
     def __init__(
         self,
@@ -100,7 +109,6 @@ class AuthMiddleware:
         max_refresh_attempts: int = DEFAULT_MAX_REFRESH_ATTEMPTS,
         refresh_timeout: float | None = None,
         auth_request: Any = None,
-        retry: Retry | None = None,
     ) -> None:
         self._flow = AuthFlow(
             credentials,
@@ -109,7 +117,6 @@ class AuthMiddleware:
             refresh_timeout=refresh_timeout,
             auth_request=auth_request,
         )
-        self._retry = check_retry(retry)
         self._redirected = _RedirectedCalls()
         self._trace_config = _asked_origins()
         self._unplaced: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
@@ -157,19 +164,34 @@ class AuthMiddleware:
         """
         traced = trace_context(request, self._trace_config)
         if traced is not None:  # aiohttp said where the call started
-            asked = traced.asked_origin
-            return self._flow.send(request, handler, asked, self._retry)
+            return self._send(request, handler, traced.asked_origin)
         redirected = self._redirected
-        asked_origin = redirected.asked_origin(request) if redirected else None
-        if asked_origin is None and not (
-            first_in_chain(sys._getframe(1))
-            # A middleware before it may also have rewritten the caller's URL.
-            and request.url.origin() == request.original_url.origin()
-        ):
-            return self._unplaced_request(request, handler)
-        return self._flow.send(
-            request, handler, asked_origin, self._retry, None, redirected
-        )
+        asked = redirected.asked_origin(request) if redirected else None
+        if asked is None:  # no hop of a call it saw start: is it a call's first?
+            if not (
+                first_in_chain(sys._getframe(1), RETRY_LAYER_CODES)
+                # A middleware before it may have rewritten the caller's URL.
+                and request.url.origin() == request.original_url.origin()
+            ):
+                return self._unplaced_request(request, handler)
+            asked = request.url.origin()
+        return self._noting_redirects(request, handler, asked)
+
+    def _send(
+        self, request: ClientRequest, handler: ClientHandlerType, asked: URL
+    ) -> Awaitable[ClientResponse]:
+        if not may_authorize(request, asked):
+            return send_unauthorized(request, handler, asked)
+        return self._flow.send(request, handler)
+
+    async def _noting_redirects(
+        self, request: ClientRequest, handler: ClientHandlerType, asked: URL
+    ) -> ClientResponse:
+        """Send, and note the asked origin of a call answered with a redirect."""
+        response = await self._send(request, handler, asked)
+        if response.status in REDIRECT_STATUSES:
+            self._redirected.add(request, response, asked)
+        return response
 
     def _unplaced_request(
         self, request: ClientRequest, handler: ClientHandlerType
@@ -193,8 +215,7 @@ class AuthMiddleware:
                 request.method,
                 safe_url(request.url),
             )
-        strip_redacted(request.headers)
-        return handler(request)
+        return send_unauthorized(request, handler, None)
 
 
 def _asked_origins() -> aiohttp.TraceConfig:
@@ -213,13 +234,8 @@ def _asked_origins() -> aiohttp.TraceConfig:
     return trace_config
 
 
-def check_retry(retry: Any) -> Retry | None:
-    """Return ``retry`` if it is a :class:`Retry` or None; raise TypeError if not."""
-    if retry is not None and not isinstance(retry, Retry):
-        raise TypeError(
-            f"retry must be a google_auth_aiohttp.Retry, not {type(retry).__name__}."
-        )
-    return retry
+#: The statuses aiohttp follows.
+REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 
 
 class _RedirectedCalls(dict[int, "_Note"]):
@@ -240,14 +256,12 @@ class _RedirectedCalls(dict[int, "_Note"]):
         note = self.get(id(call_of(request)))
         return None if note is None else note.origin
 
-    def add(
-        self, request: ClientRequest, response: ClientResponse, asked: URL | None
-    ) -> None:
-        """See :meth:`~google_auth_aiohttp._flow.RedirectNotes.add`."""
+    def add(self, request: ClientRequest, response: ClientResponse, asked: URL) -> None:
+        """Note that ``request``, of a call that asked for ``asked``, got a redirect."""
         call = call_of(request)
         note = self.get(id(call))
         if note is None:
-            note = self[id(call)] = _Note(call, asked or request.url.origin())
+            note = self[id(call)] = _Note(call, asked)
         note.responses += 1
         weakref.finalize(response, self._release, id(call), note)
 

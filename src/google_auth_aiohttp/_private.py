@@ -129,27 +129,37 @@ _CHAIN_WRAPPERS = frozenset(map(id, _CHAIN_WRAPPER_CODES))
 _CALL_CODE = aiohttp.ClientSession._request.__code__
 
 
-def first_in_chain(caller: FrameType | None) -> bool:
+def first_in_chain(caller: FrameType | None, passable: frozenset[int]) -> bool:
     """Whether a middleware called from ``caller`` is the first of its chain.
 
     aiohttp calls the first middleware from the wrapper that
     ``ClientSession._request`` awaits. Any other one is called from the
     middleware before it, or from a second wrapper, when the middleware before
     it is a plain function that returned ``handler(request)``: exactly one
-    wrapper frame lies between the first middleware and ``_request``. Where
-    that cannot be seen (a middleware before it spawned a task, another
-    aiohttp), the answer is False.
+    wrapper frame lies between the first middleware and ``_request``, but for
+    middlewares known to send the request they were given unchanged
+    (``passable``, by the identity of their frames' code), each with a
+    wrapper of its own. Where that cannot be seen (a middleware before it
+    spawned a task, another aiohttp), the answer is False.
 
     Args:
         caller (Optional[types.FrameType]): The frame that called the middleware.
+        passable (FrozenSet[int]): ``id()`` of the code of frames to pass over.
 
     Returns:
-        bool: True only if no middleware runs before it in this call.
+        bool: True only if no other middleware runs before it in this call.
     """
-    if caller is None or id(caller.f_code) not in _CHAIN_WRAPPERS:
-        return False
-    awaiting = caller.f_back
-    return awaiting is not None and awaiting.f_code is _CALL_CODE
+    frame = caller
+    while frame is not None and id(frame.f_code) in _CHAIN_WRAPPERS:
+        frame = frame.f_back
+        if frame is None:
+            return False
+        if frame.f_code is _CALL_CODE:
+            return True
+        if id(frame.f_code) not in passable:
+            return False
+        frame = frame.f_back
+    return False
 
 
 def trace_context(request: ClientRequest, trace_config: Any) -> Any:

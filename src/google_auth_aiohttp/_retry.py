@@ -1,8 +1,10 @@
 """:class:`Retry`: which failures to send again, and how long to wait first.
 
 Retries are off unless asked for (google-auth's sessions have none). They are
-a layer ahead of the auth flow (:func:`send_with_retries`): each attempt goes
-through the whole flow again, refreshes included.
+a middleware of their own, :class:`RetryMiddleware`, ahead of the auth flow:
+each attempt goes through the whole flow again, refreshes included.
+``AuthorizedSession`` puts one first in the chain of a call that has a
+policy; on a plain session it goes before ``AuthMiddleware``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import asyncio
 import email.utils
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
-from aiohttp import ClientRequest, ClientResponse
+from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
 from google_auth_aiohttp._body import can_resend
 from google_auth_aiohttp._checks import methods, seconds, statuses
@@ -140,9 +143,60 @@ def _parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def check_retry(retry: Any) -> Retry | None:
+    """Return ``retry`` if it is a :class:`Retry` or None; raise TypeError if not."""
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError(
+            f"retry must be a google_auth_aiohttp.Retry, not {type(retry).__name__}."
+        )
+    return retry
+
+
+class RetryMiddleware:
+    """An aiohttp client middleware that sends requests again after transient failures.
+
+    Put it before :class:`~google_auth_aiohttp.AuthMiddleware`, so that each
+    attempt is authorized (and refreshed) again::
+
+        import aiohttp
+        from google_auth_aiohttp import AuthMiddleware, Retry, RetryMiddleware
+
+        middlewares = [RetryMiddleware(Retry()), AuthMiddleware(credentials)]
+        async with aiohttp.ClientSession(middlewares=middlewares) as session:
+            ...
+
+    ``AuthorizedSession(retry=...)`` builds the same chain for each call.
+
+    Args:
+        retry (Optional[Retry]): The policy; ``Retry()`` by default.
+
+    Raises:
+        TypeError: If ``retry`` is not a :class:`Retry`.
+    """
+
+    __slots__ = ("_deadline", "retry")
+
+    def __init__(self, retry: Retry | None = None) -> None:
+        self.retry = check_retry(retry) or Retry()
+        self._deadline: float | None = None
+
+    @classmethod
+    def _until(cls, retry: Retry, deadline: float | None) -> RetryMiddleware:
+        """One for a call that must end at ``deadline``, in ``loop.time()``."""
+        middleware = cls(retry)
+        middleware._deadline = deadline
+        return middleware
+
+    def __call__(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> Awaitable[ClientResponse]:
+        """Send ``request`` through the rest of the chain, again if it failed."""
+        return send_with_retries(request, handler, self.retry, self._deadline)
+
+
 async def send_with_retries(
     request: ClientRequest,
-    send: Callable[[ClientRequest], Awaitable[ClientResponse]],
+    send: ClientHandlerType,
     retry: Retry,
     deadline: float | None,
 ) -> ClientResponse:
@@ -150,7 +204,7 @@ async def send_with_retries(
 
     Args:
         request (aiohttp.ClientRequest): The request to send.
-        send (Callable): Sends it once (the auth flow, for one attempt).
+        send (Callable): Sends it once (the rest of the chain).
         retry (Retry): The policy.
         deadline (Optional[float]): When the call must end, in
             ``loop.time()``: an attempt that would start after it is not made,
@@ -159,6 +213,8 @@ async def send_with_retries(
     Returns:
         aiohttp.ClientResponse: The last response.
     """
+    if request.method not in retry.methods:
+        return await send(request)
     loop = asyncio.get_running_loop()
     number = 0
     while True:
@@ -195,3 +251,9 @@ async def send_with_retries(
         )
         await asyncio.sleep(delay)
         number += 1
+
+
+#: The code of the retry layer's frames, which ``AuthMiddleware`` sees between
+#: itself and aiohttp's chain start and passes over: the layer sends the
+#: request it was given, unchanged.
+RETRY_LAYER_CODES = frozenset((id(send_with_retries.__code__),))

@@ -33,14 +33,10 @@ from google_auth_aiohttp._flow import (
     AuthFlow,
 )
 from google_auth_aiohttp._logging import safe_url
-from google_auth_aiohttp._middleware import check_retry
 from google_auth_aiohttp._mtls import ClientCertCallback, MtlsChannel
-from google_auth_aiohttp._private import (
-    RequestContextManager,
-    session_request,
-    sign_own_jwts,
-)
-from google_auth_aiohttp._retry import Retry
+from google_auth_aiohttp._origin import may_authorize, send_unauthorized, strip_secrets
+from google_auth_aiohttp._private import RequestContextManager, sign_own_jwts
+from google_auth_aiohttp._retry import Retry, RetryMiddleware, check_retry
 from google_auth_aiohttp._transport import (
     DEFAULT_CLIENT_TIMEOUT,
     NO_TIME,
@@ -341,29 +337,37 @@ with warnings.catch_warnings():
                 kwargs["auto_decompress"] = auto_decompress
             retry = check_retry(retry) or self._retry
             if max_allowed_time is None:
-                call = _Call(self._flow, retry, None, self._total(kwargs))
-                return self._start(
-                    call, method, url, data=data, headers=headers, **kwargs
-                )
+                return self._start(None, retry, method, url, data, headers, kwargs)
             seconds("max_allowed_time", max_allowed_time)
-            kwargs.update(data=data, headers=headers)
             return RequestContextManager(
-                self._within(max_allowed_time, retry, method, url, kwargs)
+                self._within(
+                    max_allowed_time, retry, method, url, data, headers, kwargs
+                )
             )
 
         def _start(
             self,
-            call: _Call,
+            deadline: float | None,
+            retry: Retry | None,
             method: str,
             url: str | URL,
-            middlewares: Sequence[ClientMiddlewareType] | None = None,
-            **kwargs: Any,
+            data: Any,
+            headers: Any,
+            kwargs: dict[str, Any],
         ) -> RequestContextManager:
-            """Start a call in aiohttp, with ``call`` first in its middlewares."""
-            # Per-request middlewares replace the session's in aiohttp.
-            chain = call.chain(self._after_auth if middlewares is None else middlewares)
-            return RequestContextManager(
-                session_request(self, method, url, middlewares=chain, **kwargs)
+            """Start a call in aiohttp, with a :class:`_Call` of its own in its chain.
+
+            The chain: the retry layer, if the call has a policy; the call's
+            auth; the caller's middlewares (per-request ones replace the
+            session's, as in aiohttp), followed by a guard.
+            """
+            call = _Call(self._flow, deadline, self._total(kwargs))
+            after = kwargs.pop("middlewares", None)
+            chain = call.chain(self._after_auth if after is None else after)
+            if retry is not None:
+                chain = (RetryMiddleware._until(retry, deadline), *chain)
+            return super().request(
+                method, url, data=data, headers=headers, middlewares=chain, **kwargs
             )
 
         async def _within(
@@ -372,15 +376,18 @@ with warnings.catch_warnings():
             retry: Retry | None,
             method: str,
             url: str | URL,
+            data: Any,
+            headers: Any,
             kwargs: dict[str, Any],
         ) -> aiohttp.ClientResponse:
             """The call, bounded as a whole by ``max_allowed_time``."""
             deadline = asyncio.get_running_loop().time() + max_allowed_time
-            call = _Call(self._flow, retry, deadline, self._total(kwargs))
             timeout = asyncio.timeout_at(deadline)
             try:
                 async with timeout:
-                    return await self._start(call, method, url, **kwargs)
+                    return await self._start(
+                        deadline, retry, method, url, data, headers, kwargs
+                    )
             except TimeoutError:
                 if timeout.expired():
                     raise TimeoutError(
@@ -396,86 +403,47 @@ with warnings.catch_warnings():
                 return timeout.total
             return self._total_timeout
 
-        def _verb(
-            self,
-            method: str,
-            url: str | URL,
-            allow_redirects: bool,
-            data: Any,
-            kwargs: dict[str, Any],
-        ) -> RequestContextManager:
-            # The verbs' usual case (no options, no client certificate, an
-            # open session) needs none of request()'s checks.
-            if (
-                kwargs
-                or self._mtls.context is not None
-                or self.closed
-                or self._total_timeout == NO_TIME
-            ):
-                if data is not None:  # named by post(), put() and patch() only
-                    kwargs["data"] = data
-                return self.request(
-                    method, url, allow_redirects=allow_redirects, **kwargs
-                )
-            call = _Call(self._flow, self._retry, None, self._total_timeout)
-            return RequestContextManager(
-                session_request(
-                    self,
-                    method,
-                    url,
-                    data=data,
-                    allow_redirects=allow_redirects,
-                    middlewares=call.chain(self._after_auth),
-                )
-            )
-
         def get(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized GET request; see :meth:`request`."""
-            return self._verb("GET", url, allow_redirects, None, kwargs)
+            return self.request("GET", url, allow_redirects=allow_redirects, **kwargs)
 
         def options(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized OPTIONS request; see :meth:`request`."""
-            return self._verb("OPTIONS", url, allow_redirects, None, kwargs)
+            return self.request(
+                "OPTIONS", url, allow_redirects=allow_redirects, **kwargs
+            )
 
         def head(
             self, url: str | URL, *, allow_redirects: bool = False, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized HEAD request; see :meth:`request`."""
-            return self._verb("HEAD", url, allow_redirects, None, kwargs)
+            return self.request("HEAD", url, allow_redirects=allow_redirects, **kwargs)
 
         def post(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized POST request; see :meth:`request`."""
-            return self._verb(
-                "POST", url, kwargs.pop("allow_redirects", True), data, kwargs
-            )
+            return self.request("POST", url, data=data, **kwargs)
 
         def put(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized PUT request; see :meth:`request`."""
-            return self._verb(
-                "PUT", url, kwargs.pop("allow_redirects", True), data, kwargs
-            )
+            return self.request("PUT", url, data=data, **kwargs)
 
         def patch(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized PATCH request; see :meth:`request`."""
-            return self._verb(
-                "PATCH", url, kwargs.pop("allow_redirects", True), data, kwargs
-            )
+            return self.request("PATCH", url, data=data, **kwargs)
 
         def delete(self, url: str | URL, **kwargs: Any) -> RequestContextManager:
             """Send an authorized DELETE request; see :meth:`request`."""
-            return self._verb(
-                "DELETE", url, kwargs.pop("allow_redirects", True), None, kwargs
-            )
+            return self.request("DELETE", url, **kwargs)
 
 
 async def _no_time(method: str, url: str | URL) -> aiohttp.ClientResponse:
@@ -494,7 +462,7 @@ def _sign_own_jwts(credentials: Any, default_host: str | None) -> None:
 
 
 class _Call:
-    """One call of an :class:`AuthorizedSession`, as its first middleware.
+    """One call of an :class:`AuthorizedSession`, as its auth middleware.
 
     aiohttp runs the same middlewares for every request of a call: the first
     one, built from the URL the caller passed, and each redirect hop. The first
@@ -503,28 +471,16 @@ class _Call:
     its first request, or its ``max_allowed_time``.
     """
 
-    __slots__ = (
-        "_deadline",
-        "_first_proxy",
-        "_first_url",
-        "_flow",
-        "_retry",
-        "_started",
-        "_total",
-    )
+    __slots__ = ("_asked", "_deadline", "_flow", "_proxy", "_started", "_total")
 
     def __init__(
-        self,
-        flow: AuthFlow,
-        retry: Retry | None,
-        deadline: float | None,
-        total: float | None,
+        self, flow: AuthFlow, deadline: float | None, total: float | None
     ) -> None:
         self._flow = flow
-        self._retry = retry
         self._deadline = deadline
         self._total = total
-        self._first_url: URL | None = None
+        self._asked: URL | None = None
+        self._proxy: URL | None = None
         # Made before aiohttp starts the call's timer (and awaits its trace
         # hooks): the call's own time is counted from here.
         self._started = time.monotonic()
@@ -532,16 +488,13 @@ class _Call:
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
     ) -> Awaitable[aiohttp.ClientResponse]:
-        first_url = self._first_url
-        if first_url is None:
-            self._first_url = request.url
-            self._first_proxy = request.proxy
-            asked_origin = None  # this request's own
-        else:
-            asked_origin = first_url.origin()
-        return self._flow.send(
-            request, handler, asked_origin, self._retry, self._deadline, None, self
-        )
+        asked = self._asked
+        if asked is None:  # the call's first request: its origin is the asked one
+            asked = self._asked = request.url.origin()
+            self._proxy = request.proxy
+        elif not may_authorize(request, asked):
+            return send_unauthorized(request, handler, asked)
+        return self._flow.send(request, handler, self)
 
     def chain(
         self, after: Sequence[ClientMiddlewareType]
@@ -562,14 +515,13 @@ class _Call:
         credentials' secrets, as aiohttp's own redirects do; so does what goes
         through another proxy than the call's own.
         """
-        first = self._first_url
+        asked = self._asked
         if (
-            first is None
-            or request.url.origin() != first.origin()
-            or request.proxy != self._first_proxy
+            asked is None
+            or not may_authorize(request, asked)
+            or request.proxy != self._proxy
         ):
-            for name in self._flow.secret_header_names():
-                request.headers.popall(name, None)
+            strip_secrets(request.headers, self._flow.secret_header_names())
         return handler(request)
 
     def wait_until(self) -> float | None:
