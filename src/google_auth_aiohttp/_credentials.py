@@ -105,10 +105,7 @@ class CredentialsAdapter:
     @property
     def token(self) -> Any:
         """The credentials' token; None if they have none (a mock may not)."""
-        try:
-            return self.credentials.token
-        except AttributeError:
-            return None
+        return getattr(self.credentials, "token", None)
 
     @property
     def expiry(self) -> datetime.datetime | None:

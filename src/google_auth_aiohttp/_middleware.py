@@ -165,8 +165,7 @@ class AuthMiddleware:
         traced = trace_context(request, self._trace_config)
         if traced is not None:  # aiohttp said where the call started
             return self._send(request, handler, traced.asked_origin)
-        redirected = self._redirected
-        asked = redirected.asked_origin(request) if redirected else None
+        asked = self._redirected.asked_origin(request)
         if asked is None:  # no hop of a call it saw start: is it a call's first?
             if not (
                 first_in_chain(sys._getframe(1), RETRY_LAYER_CODES)
@@ -238,37 +237,41 @@ def _asked_origins() -> aiohttp.TraceConfig:
 REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
 
 
-class _RedirectedCalls(dict[int, "_Note"]):
+class _RedirectedCalls:
     """The origins asked for by the calls that got a redirect, by call id.
 
     A call's note is made when one of its requests is answered with a
     redirect, and kept while any such response of the call lives: while
     aiohttp follows a redirect the response sits in the call's history, so
     the note outlives the call's last hop. A note holds its call's object, so
-    no other call can take that object's id meanwhile. Empty, it is false:
-    the usual case, with no redirect in flight, costs one test.
+    no other call can take that object's id meanwhile.
     """
 
-    __slots__ = ()
+    __slots__ = ("_notes",)
+
+    def __init__(self) -> None:
+        self._notes: dict[int, _Note] = {}
 
     def asked_origin(self, request: ClientRequest) -> URL | None:
         """The origin ``request``'s call asked for, or None for a call's first."""
-        note = self.get(id(call_of(request)))
+        if not self._notes:  # no redirect in flight: the usual case
+            return None
+        note = self._notes.get(id(call_of(request)))
         return None if note is None else note.origin
 
     def add(self, request: ClientRequest, response: ClientResponse, asked: URL) -> None:
         """Note that ``request``, of a call that asked for ``asked``, got a redirect."""
         call = call_of(request)
-        note = self.get(id(call))
+        note = self._notes.get(id(call))
         if note is None:
-            note = self[id(call)] = _Note(call, asked)
+            note = self._notes[id(call)] = _Note(call, asked)
         note.responses += 1
         weakref.finalize(response, self._release, id(call), note)
 
     def _release(self, key: int, note: _Note) -> None:
         note.responses -= 1
-        if not note.responses and self.get(key) is note:
-            del self[key]
+        if not note.responses and self._notes.get(key) is note:
+            del self._notes[key]
 
 
 class _Note:

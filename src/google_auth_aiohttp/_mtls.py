@@ -100,12 +100,9 @@ class MtlsChannel:
             if self.cert != cert_at_request:  # another caller rotated it meanwhile
                 self._retarget(request)
                 return
-            check = rotated_client_certificate
-            if check is None:  # this google-auth cannot tell: never rotate
-                return
             try:
                 cert, key, cached, current = await asyncio.to_thread(
-                    check, cert_at_request
+                    rotated_client_certificate, cert_at_request
                 )
             except Exception as caught:  # a broken provider must not stop the refresh
                 LOGGER.warning("Could not check the client certificate: %s", caught)

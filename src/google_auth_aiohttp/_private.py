@@ -36,7 +36,6 @@ __all__ = [
     "is_regional_access_boundary_lookup_enabled",
     "replace_ssl_context",
     "rotated_client_certificate",
-    "session_request",
     "sign_own_jwts",
     "trace_context",
     "usage_metric_header",
@@ -74,11 +73,6 @@ else:
 
 if not hasattr(aiohttp.ClientSession, "_request"):  # pragma: no cover
     raise _missing("ClientSession._request", _AIOHTTP, "aiohttp 3.12.2 to 3.x")
-
-#: ``ClientSession._request``, the coroutine ``ClientSession.request()`` wraps:
-#: ``AuthorizedSession`` (a subclass) calls it directly, which passes every
-#: keyword once less on every request.
-session_request = aiohttp.ClientSession._request
 
 
 def call_of(request: ClientRequest) -> Any:
@@ -205,7 +199,11 @@ except ImportError as gone:  # pragma: no cover - only on an unsupported google-
         "google-auth 2.45 to 2.x",
     ) from gone
 
-for _name in ("check_use_client_cert", "get_client_cert_and_key"):
+for _name in (
+    "check_use_client_cert",
+    "get_client_cert_and_key",
+    "check_parameters_for_unauthorized_response",
+):
     if not hasattr(_mtls_helper, _name):  # pragma: no cover
         raise _missing(f"_mtls_helper.{_name}", _GOOGLE_AUTH, "google-auth 2.45 to 2.x")
 
@@ -230,10 +228,9 @@ client_certificate: Callable[..., tuple[bool, Any, Any]] = (
     _mtls_helper.get_client_cert_and_key
 )
 
-#: Whether the default certificate changed since one a server refused; None
-#: where google-auth cannot tell (the certificate is then never rotated).
-rotated_client_certificate: Callable[..., Any] | None = getattr(
-    _mtls_helper, "check_parameters_for_unauthorized_response", None
+#: Whether the default certificate changed since one a server refused.
+rotated_client_certificate: Callable[..., Any] = (
+    _mtls_helper.check_parameters_for_unauthorized_response
 )
 
 #: google-auth's test for an mTLS endpoint's URL; None where it has none.
