@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
@@ -21,7 +22,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest
-from google.oauth2 import service_account
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -457,7 +457,10 @@ def _sign_own_jwts(credentials: Any, default_host: str | None) -> None:
 
     As google-auth's sync session does (AIP-4111), where they are allowed to.
     """
-    if isinstance(credentials, service_account.Credentials):
+    # Not imported yet, google-auth's service_account module (~50 ms to
+    # load) cannot have made these credentials.
+    module = sys.modules.get("google.oauth2.service_account")
+    if module is not None and isinstance(credentials, module.Credentials):
         sign_own_jwts(credentials, f"https://{default_host}/" if default_host else None)
 
 
