@@ -166,15 +166,19 @@ class AuthMiddleware:
         if traced is not None:  # aiohttp said where the call started
             return self._send(request, handler, traced.asked_origin)
         asked = self._redirected.asked_origin(request)
-        if asked is None:  # no hop of a call it saw start: is it a call's first?
-            if not (
-                first_in_chain(sys._getframe(1), RETRY_LAYER_CODES)
-                # A middleware before it may have rewritten the caller's URL.
-                and request.url.origin() == request.original_url.origin()
-            ):
-                return self._unplaced_request(request, handler)
-            asked = request.url.origin()
-        return self._noting_redirects(request, handler, asked)
+        if asked is not None:  # a hop of a call it saw start
+            return self._noting_redirects(
+                request, self._send(request, handler, asked), asked
+            )
+        if not (
+            first_in_chain(sys._getframe(1), RETRY_LAYER_CODES)
+            and _as_the_caller_asked(request)
+        ):
+            return self._unplaced_request(request, handler)
+        # A call's first request: its own origin is the asked one.
+        return self._noting_redirects(
+            request, self._flow.send(request, handler), request.url.origin()
+        )
 
     def _send(
         self, request: ClientRequest, handler: ClientHandlerType, asked: URL
@@ -184,10 +188,10 @@ class AuthMiddleware:
         return self._flow.send(request, handler)
 
     async def _noting_redirects(
-        self, request: ClientRequest, handler: ClientHandlerType, asked: URL
+        self, request: ClientRequest, sent: Awaitable[ClientResponse], asked: URL
     ) -> ClientResponse:
-        """Send, and note the asked origin of a call answered with a redirect."""
-        response = await self._send(request, handler, asked)
+        """Await ``sent``; note the asked origin of a call answered with a redirect."""
+        response = await sent
         if response.status in REDIRECT_STATUSES:
             self._redirected.add(request, response, asked)
         return response
@@ -215,6 +219,13 @@ class AuthMiddleware:
                 safe_url(request.url),
             )
         return send_unauthorized(request, handler, None)
+
+
+def _as_the_caller_asked(request: ClientRequest) -> bool:
+    """Whether no middleware before this one changed the origin of the URL."""
+    url, asked = request.url, request.original_url
+    # aiohttp makes them one object unless the URL has a fragment.
+    return url is asked or url.origin() == asked.origin()
 
 
 def _asked_origins() -> aiohttp.TraceConfig:

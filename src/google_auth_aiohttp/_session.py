@@ -323,31 +323,37 @@ with warnings.catch_warnings():
                     "is closed. Create a new one (for example with `async with "
                     "AuthorizedSession(credentials) as session:`)."
                 )
-            if kwargs.keys() & _REQUESTS_KEYWORDS:
+            if kwargs and not kwargs.keys().isdisjoint(_REQUESTS_KEYWORDS):
                 _refuse_requests_keywords(kwargs)
             if headers:
                 headers = decode_bytes_values(headers)
             if self._mtls.context is not None:
                 kwargs.setdefault("ssl", self._mtls.context)
+            total = self._total_timeout
             if timeout is not _SESSION_TIMEOUT:
-                kwargs["timeout"] = client_timeout(timeout)
-            if self._total(kwargs) == NO_TIME:
+                kwargs["timeout"] = timeout = client_timeout(timeout)
+                if isinstance(timeout, aiohttp.ClientTimeout):
+                    total = timeout.total
+            if total == NO_TIME:
                 return RequestContextManager(_no_time(method, url))
             if auto_decompress is not None:
                 kwargs["auto_decompress"] = auto_decompress
-            retry = check_retry(retry) or self._retry
+            retry = self._retry if retry is None else check_retry(retry)
             if max_allowed_time is None:
-                return self._start(None, retry, method, url, data, headers, kwargs)
+                return self._start(
+                    None, total, retry, method, url, data, headers, kwargs
+                )
             seconds("max_allowed_time", max_allowed_time)
             return RequestContextManager(
                 self._within(
-                    max_allowed_time, retry, method, url, data, headers, kwargs
+                    max_allowed_time, total, retry, method, url, data, headers, kwargs
                 )
             )
 
         def _start(
             self,
             deadline: float | None,
+            total: float | None,
             retry: Retry | None,
             method: str,
             url: str | URL,
@@ -361,18 +367,24 @@ with warnings.catch_warnings():
             auth; the caller's middlewares (per-request ones replace the
             session's, as in aiohttp), followed by a guard.
             """
-            call = _Call(self._flow, deadline, self._total(kwargs))
+            call = _Call(self._flow, deadline, total)
             after = kwargs.pop("middlewares", None)
             chain = call.chain(self._after_auth if after is None else after)
             if retry is not None:
                 chain = (RetryMiddleware._until(retry, deadline), *chain)
-            return super().request(
-                method, url, data=data, headers=headers, middlewares=chain, **kwargs
+            # What ClientSession.request() does, less the generic alias it
+            # calls and a repacking of every keyword: ~2,500 instructions of
+            # ~330,000 a request (benchmarks/INSTRUCTIONS.md).
+            return RequestContextManager(
+                self._request(
+                    method, url, data=data, headers=headers, middlewares=chain, **kwargs
+                )
             )
 
         async def _within(
             self,
             max_allowed_time: float,
+            total: float | None,
             retry: Retry | None,
             method: str,
             url: str | URL,
@@ -386,7 +398,7 @@ with warnings.catch_warnings():
             try:
                 async with timeout:
                     return await self._start(
-                        deadline, retry, method, url, data, headers, kwargs
+                        deadline, total, retry, method, url, data, headers, kwargs
                     )
             except TimeoutError:
                 if timeout.expired():
@@ -395,13 +407,6 @@ with warnings.catch_warnings():
                         f"max_allowed_time={max_allowed_time}s."
                     ) from None
                 raise
-
-        def _total(self, kwargs: Mapping[str, Any]) -> float | None:
-            """The call's total timeout: its own, or the session's."""
-            timeout = kwargs.get("timeout")
-            if isinstance(timeout, aiohttp.ClientTimeout):
-                return timeout.total
-            return self._total_timeout
 
         def get(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
