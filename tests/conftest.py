@@ -24,6 +24,30 @@ from google_auth_aiohttp.testing import GoogleEmulator
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
+_PLAIN_INSTALL: Any = None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the plain install's venv now, if its test is to run."""
+    global _PLAIN_INSTALL
+    if any("test_plain_install" in item.nodeid for item in session.items):
+        from .test_plain_install import PlainInstall
+
+        _PLAIN_INSTALL = PlainInstall()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _PLAIN_INSTALL is not None:
+        _PLAIN_INSTALL.remove()
+
+
+@pytest.fixture
+def plain_install() -> Any:
+    """The fresh venv with the package installed alone (started at collection)."""
+    assert _PLAIN_INSTALL is not None
+    return _PLAIN_INSTALL
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
