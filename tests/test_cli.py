@@ -1,12 +1,18 @@
-"""`python -m google_auth_aiohttp request`: an authorized curl, as a subprocess."""
+"""`python -m google_auth_aiohttp request`: an authorized curl.
+
+Most cases run the command in this process (in a thread, with its own
+streams); a few run it as the console script in a subprocess, as users do.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import shutil
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,59 @@ from google_auth_aiohttp.testing import GoogleEmulator
 
 
 async def _cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: bytes = b"",
+    subprocess: bool = False,
+) -> tuple[int, bytes, str]:
+    """Run the command line, in this process unless ``subprocess`` says not.
+
+    In process, it runs in a thread of its own (its own ``asyncio.run``), so
+    the emulator keeps serving on this loop; ``sys.std*`` and the environment
+    are the command's while it runs.
+    """
+    if subprocess:
+        return await _cli_process(*args, env=env, stdin=stdin)
+    return await asyncio.to_thread(_cli_in_thread, list(args), env or {}, stdin)
+
+
+_CLI_LOCK = threading.Lock()  # one command at a time owns sys.std* and os.environ
+
+
+def _cli_in_thread(
+    args: list[str], env: dict[str, str], stdin: bytes
+) -> tuple[int, bytes, str]:
+    from google_auth_aiohttp import _cli as cli
+
+    out, err = io.BytesIO(), io.BytesIO()
+    ours = (
+        io.TextIOWrapper(io.BytesIO(stdin)),
+        io.TextIOWrapper(out, write_through=True),
+        io.TextIOWrapper(err, write_through=True),
+    )
+    streams = (sys.stdin, sys.stdout, sys.stderr)
+    saved = {name: os.environ.get(name) for name in env}
+    with _CLI_LOCK:
+        sys.stdin, sys.stdout, sys.stderr = ours
+        os.environ.update(env)
+        try:
+            code = cli.main(args)
+        except SystemExit as exit:  # argparse's usage errors
+            code = exit.code if isinstance(exit.code, int) else 2
+        finally:
+            sys.stdin, sys.stdout, sys.stderr = streams
+            for stream in ours:
+                stream.flush()
+                stream.detach()  # so that collecting it does not close ours
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+    return code, out.getvalue(), err.getvalue().decode()
+
+
+async def _cli_process(
     *args: str, env: dict[str, str] | None = None, stdin: bytes = b""
 ) -> tuple[int, bytes, str]:
     # A subprocess the event loop waits for, so the emulator keeps serving.
@@ -47,7 +106,10 @@ def adc(google: GoogleEmulator, tmp_path: Path) -> dict[str, str]:
 async def test_get_prints_the_body_and_exits_0(
     google: GoogleEmulator, adc: dict[str, str]
 ) -> None:
-    code, out, err = await _cli("request", google.api_url("cli?a=1"), env=adc)
+    # As users run it: the module in a process of its own, warnings as errors.
+    code, out, err = await _cli(
+        "request", google.api_url("cli?a=1"), env=adc, subprocess=True
+    )
     assert code == 0, err
     echo = json.loads(out)
     assert echo["method"] == "GET"
