@@ -168,6 +168,23 @@ async def loop_lag(interval: float = 0.005) -> AsyncIterator[list[float]]:
         ticker.cancel()
 
 
+async def refresh_waiters(credentials: Any, count: int) -> None:
+    """Return once ``count`` callers wait for the credentials' refresh in flight.
+
+    What a test waits on instead of a sleep: the shared refresh's own list of
+    waiters, looked at after each turn of the loop (at most 10,000 turns).
+    """
+    from google_auth_aiohttp._refresh import refresher_for
+
+    flights = refresher_for(credentials)._memory.flight
+    for _ in range(10_000):
+        flight = flights.current()
+        if flight is not None and len(flight._waiters) >= count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{count} callers never waited for the refresh")
+
+
 def make_stale(credentials: Any) -> None:
     """Make credentials' token stale: valid, but in google-auth's refresh window.
 

@@ -20,7 +20,7 @@ from google.oauth2 import _service_account_async, service_account
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession, _sync_transport
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, expire, make_stale
+from .conftest import SCOPE, expire, make_stale, refresh_waiters
 
 FAMILIES = {
     "async": _service_account_async.Credentials,
@@ -64,14 +64,15 @@ async def test_closing_the_session_a_refresh_runs_over_fails_no_other_session(
     credentials = family.from_service_account_info(
         google.service_account_info(), scopes=[SCOPE]
     )
-    google.token_delay = 0.5
+    google.token_gate.close()  # the token request is held
     first = AuthorizedSession(credentials)
     async with AuthorizedSession(credentials) as second:
         starter = asyncio.create_task(_status(first, google.api_url("a")))
-        await asyncio.sleep(0.1)  # its refresh is on its way, over `first`
+        await google.token_gate.arrived(1)  # its refresh is on its way, over `first`
         waiter = asyncio.create_task(_status(second, google.api_url("b")))
-        await asyncio.sleep(0.1)
+        await refresh_waiters(credentials, 2)
         await first.close()
+        google.token_gate.open()
         assert await waiter == 200
     with pytest.raises(aiohttp.ClientConnectionError, match="session was closed"):
         await starter  # the closed session's own call is not sent
@@ -81,14 +82,15 @@ async def test_closing_the_session_a_refresh_runs_over_fails_no_other_session(
 async def test_a_plain_session_closing_mid_refresh_fails_no_other(
     google: GoogleEmulator, credentials: Any
 ) -> None:
-    google.token_delay = 0.5
+    google.token_gate.close()
     first = aiohttp.ClientSession(middlewares=[AuthMiddleware(credentials)])
     async with aiohttp.ClientSession(middlewares=[AuthMiddleware(credentials)]) as s:
         starter = asyncio.create_task(_status(first, google.api_url("a")))
-        await asyncio.sleep(0.1)
+        await google.token_gate.arrived(1)
         waiter = asyncio.create_task(_status(s, google.api_url("b")))
-        await asyncio.sleep(0.1)
+        await refresh_waiters(credentials, 2)
         await first.close()
+        google.token_gate.open()
         assert await waiter == 200
     with pytest.raises((exceptions.TransportError, aiohttp.ClientError)):
         await starter

@@ -23,7 +23,7 @@ from google_auth_aiohttp import (
 )
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import expire, statuses, trace_paths
+from .conftest import expire, refresh_waiters, statuses, trace_paths
 
 
 async def _echo(response: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -337,12 +337,13 @@ async def test_concurrent_401s_make_one_token_request(
 async def test_cancelled_caller_does_not_cancel_the_shared_refresh(
     google: GoogleEmulator, credentials: Any
 ) -> None:
-    google.token_delay = 0.3
+    google.token_gate.close()
     async with AuthorizedSession(credentials) as session:
         first = asyncio.create_task(session.get(google.api_url("1")))
         second = asyncio.create_task(session.get(google.api_url("2")))
-        await asyncio.sleep(0.1)
+        await refresh_waiters(credentials, 2)  # both wait for the one refresh
         first.cancel()
+        google.token_gate.open()
         response = await second
         assert response.status == 200
         response.release()
