@@ -408,47 +408,80 @@ with warnings.catch_warnings():
                     ) from None
                 raise
 
+        def _verb(
+            self,
+            method: str,
+            url: str | URL,
+            allow_redirects: bool,
+            data: Any,
+            kwargs: dict[str, Any],
+        ) -> RequestContextManager:
+            """A verb's call: :meth:`request`, or straight to its end without options.
+
+            A verb given no options, on an open session without a client
+            certificate, needs none of request()'s checks: skipping them saves
+            ~6,000 instructions of ~330,000 a request (benchmarks/INSTRUCTIONS.md).
+            """
+            if (
+                kwargs
+                or self._mtls.context is not None
+                or self.closed
+                or self._total_timeout == NO_TIME
+            ):
+                if data is not None:  # named by post(), put() and patch() only
+                    kwargs["data"] = data
+                return self.request(
+                    method, url, allow_redirects=allow_redirects, **kwargs
+                )
+            options = {"allow_redirects": allow_redirects}
+            total = self._total_timeout
+            return self._start(
+                None, total, self._retry, method, url, data, None, options
+            )
+
         def get(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized GET request; see :meth:`request`."""
-            return self.request("GET", url, allow_redirects=allow_redirects, **kwargs)
+            return self._verb("GET", url, allow_redirects, None, kwargs)
 
         def options(
             self, url: str | URL, *, allow_redirects: bool = True, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized OPTIONS request; see :meth:`request`."""
-            return self.request(
-                "OPTIONS", url, allow_redirects=allow_redirects, **kwargs
-            )
+            return self._verb("OPTIONS", url, allow_redirects, None, kwargs)
 
         def head(
             self, url: str | URL, *, allow_redirects: bool = False, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized HEAD request; see :meth:`request`."""
-            return self.request("HEAD", url, allow_redirects=allow_redirects, **kwargs)
+            return self._verb("HEAD", url, allow_redirects, None, kwargs)
 
         def post(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized POST request; see :meth:`request`."""
-            return self.request("POST", url, data=data, **kwargs)
+            follow = kwargs.pop("allow_redirects", True)
+            return self._verb("POST", url, follow, data, kwargs)
 
         def put(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized PUT request; see :meth:`request`."""
-            return self.request("PUT", url, data=data, **kwargs)
+            follow = kwargs.pop("allow_redirects", True)
+            return self._verb("PUT", url, follow, data, kwargs)
 
         def patch(
             self, url: str | URL, *, data: Any = None, **kwargs: Any
         ) -> RequestContextManager:
             """Send an authorized PATCH request; see :meth:`request`."""
-            return self.request("PATCH", url, data=data, **kwargs)
+            follow = kwargs.pop("allow_redirects", True)
+            return self._verb("PATCH", url, follow, data, kwargs)
 
         def delete(self, url: str | URL, **kwargs: Any) -> RequestContextManager:
             """Send an authorized DELETE request; see :meth:`request`."""
-            return self.request("DELETE", url, **kwargs)
+            follow = kwargs.pop("allow_redirects", True)
+            return self._verb("DELETE", url, follow, None, kwargs)
 
 
 async def _no_time(method: str, url: str | URL) -> aiohttp.ClientResponse:
