@@ -185,6 +185,18 @@ async def refresh_waiters(credentials: Any, count: int) -> None:
     raise AssertionError(f"{count} callers never waited for the refresh")
 
 
+async def until(condition: Any, what: str, turns: int = 10_000) -> None:
+    """Return once ``condition()`` holds, looked at after each turn of the loop.
+
+    For states a test cannot get an event for; fails after ``turns`` turns.
+    """
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never: {what}")
+
+
 def make_stale(credentials: Any) -> None:
     """Make credentials' token stale: valid, but in google-auth's refresh window.
 

@@ -16,7 +16,7 @@ from google.oauth2 import service_account
 from google_auth_aiohttp import AuthorizedSession, _sync_transport
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, expire, loop_lag, make_stale
+from .conftest import SCOPE, expire, loop_lag, make_stale, until
 
 
 async def _get(session: AuthorizedSession, url: str) -> int:
@@ -55,9 +55,12 @@ async def test_failed_background_refresh_is_logged_not_raised(
         assert await _get(session, google.api_url("warm")) == 200
         make_stale(any_credentials)
         google.token_error = "invalid_grant"
-        for _ in range(5):
+        assert await _get(session, google.api_url("stale")) == 200
+        await until(
+            lambda: "Background refresh failed" in caplog.text, "the refresh failed"
+        )
+        for _ in range(4):
             assert await _get(session, google.api_url("stale")) == 200
-            await asyncio.sleep(0.05)
         # One attempt, then a pause before the next one.
         assert google.token_requests == 2
         assert "Background refresh failed" in caplog.text

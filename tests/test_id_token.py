@@ -16,6 +16,8 @@ from google.auth import exceptions
 from google_auth_aiohttp import Request, id_token
 from google_auth_aiohttp.testing import GoogleEmulator
 
+from .conftest import until
+
 AUDIENCE = "https://service.example.test"
 
 
@@ -221,8 +223,11 @@ async def _start(app: web.Application, runners: list[web.AppRunner]) -> str:
 async def test_a_caller_who_leaves_does_not_fail_the_others_certificate_fetch(
     google: GoogleEmulator,
 ) -> None:
+    asked, answer = asyncio.Event(), asyncio.Event()
+
     async def slow_certs(request: web.Request) -> web.Response:
-        await asyncio.sleep(0.5)
+        asked.set()
+        await answer.wait()  # held until the test says
         async with ClientSession() as session, session.get(google.certs_url) as r:
             keys = await r.json()
         return web.json_response(keys, headers={"Cache-Control": "max-age=60"})
@@ -248,10 +253,18 @@ async def test_a_caller_who_leaves_does_not_fail_the_others_certificate_fetch(
                     return response.status
 
             leaver = asyncio.create_task(call())
-            await asyncio.sleep(0.1)  # its handler started the certificate fetch
+            await asyncio.wait_for(asked.wait(), 5)  # its fetch is on its way
             others = [asyncio.create_task(call()) for _ in range(3)]
-            await asyncio.sleep(0.1)
-            leaver.cancel()  # it goes away; its handler is cancelled
+            fetch = id_token._cache_for(certs_url).fetches
+
+            def waiting(count: int) -> bool:
+                flight = fetch.current()
+                return flight is not None and len(flight._waiters) == count
+
+            await until(lambda: waiting(4), "four verifications wait for one fetch")
+            leaver.cancel()  # it goes away; its handler is cancelled...
+            await until(lambda: waiting(3), "the leaver's verification is gone")
+            answer.set()  # ...before the fetch lands
             assert await asyncio.gather(*others) == [200, 200, 200]
     finally:
         for runner in runners:

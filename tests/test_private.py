@@ -106,7 +106,23 @@ def test_google_auths_legacy_async_credentials_and_clock() -> None:
     assert datetime.timedelta(0) < _private.REFRESH_THRESHOLD
     now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     assert abs(_private.utcnow() - now) < datetime.timedelta(seconds=5)
-    assert _private.is_regional_access_boundary_lookup_enabled() in (True, False)
+
+
+def test_regional_access_boundaries_follow_google_auths_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from google_auth_aiohttp import _private
+
+    name = "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED"
+    monkeypatch.setenv(name, "false")
+    assert _private.is_regional_access_boundary_lookup_enabled() is False
+    monkeypatch.setenv(name, "true")
+    # On with the switch where google-auth has them (2.63); never before (2.45).
+    known = importlib.util.find_spec("google.auth._regional_access_boundary_utils")
+    expected = known is not None
+    assert _private.is_regional_access_boundary_lookup_enabled() is expected
 
 
 def test_google_auths_mtls_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
