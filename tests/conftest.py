@@ -185,16 +185,17 @@ async def refresh_waiters(credentials: Any, count: int) -> None:
     raise AssertionError(f"{count} callers never waited for the refresh")
 
 
-async def until(condition: Any, what: str, turns: int = 10_000) -> None:
+async def until(condition: Any, what: str, within: float = 5.0) -> None:
     """Return once ``condition()`` holds, looked at after each turn of the loop.
 
-    For states a test cannot get an event for; fails after ``turns`` turns.
+    For states a test cannot get an event for; fails after ``within`` seconds.
     """
-    for _ in range(turns):
-        if condition():
-            return
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + within
+    while not condition():
+        if loop.time() > ends:
+            raise AssertionError(f"never: {what}")
         await asyncio.sleep(0)
-    raise AssertionError(f"never: {what}")
 
 
 def make_stale(credentials: Any) -> None:

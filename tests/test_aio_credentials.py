@@ -17,7 +17,7 @@ from google.oauth2 import credentials as user_credentials
 from google_auth_aiohttp import AioCredentials
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, expire, make_stale
+from .conftest import SCOPE, expire, make_stale, until
 
 
 @contextlib.asynccontextmanager
@@ -198,6 +198,6 @@ async def test_a_stale_token_is_refreshed_in_the_background(
         )
         assert loop.time() - started < 0.4  # nobody waited for the token request
         assert wrapped.token == old
-        await asyncio.sleep(0.8)
-        assert wrapped.token != old and wrapped.valid
+        await until(lambda: wrapped.token != old, "the background refresh landed")
+        assert wrapped.valid
     assert google.token_requests == 2

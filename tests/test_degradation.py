@@ -29,7 +29,7 @@ from google_auth_aiohttp import (
 )
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, expire, make_stale
+from .conftest import SCOPE, expire, make_stale, until
 
 FAMILIES = {
     "async": _service_account_async.Credentials,
@@ -276,11 +276,7 @@ async def test_a_background_refresh_goes_out_through_the_sessions_proxy(
         assert await _status(session, google.api_url("stale")) == 200
         await google.token_gate.arrived(2)  # the background refresh, through the proxy
         google.token_gate.open()
-        for _ in range(100):
-            if credentials.token != old_token:
-                break
-            await asyncio.sleep(0.01)
-        assert credentials.token != old_token
+        await until(lambda: credentials.token != old_token, "a new token")
     assert seen.count("POST /token") == 2
     assert "Background refresh failed" not in caplog.text
 
@@ -318,12 +314,9 @@ async def test_a_background_refresh_uses_the_sessions_connector(
         assert await _status(session, api + "stale") == 200
         await google.token_gate.arrived(2)
         google.token_gate.open()
-        for _ in range(100):
-            if credentials.token != old_token:
-                break
-            await asyncio.sleep(0.01)
-        assert credentials.token != old_token
-    assert connector.closed  # the session owned it, and closed it
+        await until(lambda: credentials.token != old_token, "a new token")
+    # The session owned it: closed once the refresh that shares it lets go.
+    await until(lambda: connector.closed, "the connector closed")
 
 
 # -- Garbled answers -------------------------------------------------------------
