@@ -18,7 +18,8 @@ from aiohttp import web
 from google.auth.credentials import TokenState
 from google.oauth2 import _service_account_async, service_account
 
-from google_auth_aiohttp import AuthorizedSession, _single_flight
+from google_auth_aiohttp import AuthorizedSession
+from google_auth_aiohttp._auth import single_flight as _single_flight
 from google_auth_aiohttp.testing import GoogleEmulator
 
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -174,7 +175,7 @@ async def refresh_waiters(credentials: Any, count: int) -> None:
     What a test waits on instead of a sleep: the shared refresh's own list of
     waiters, looked at after each turn of the loop (at most 10,000 turns).
     """
-    from google_auth_aiohttp._refresh import refresher_for
+    from google_auth_aiohttp._auth.refresh import refresher_for
 
     flights = refresher_for(credentials)._memory.flight
     for _ in range(10_000):

@@ -13,7 +13,8 @@ from google.auth import exceptions
 from google.auth.credentials import TokenState
 from google.oauth2 import service_account
 
-from google_auth_aiohttp import AuthorizedSession, _sync_transport
+from google_auth_aiohttp import AuthorizedSession
+from google_auth_aiohttp._credentials import threads as _sync_transport
 from google_auth_aiohttp.testing import GoogleEmulator
 
 from .conftest import SCOPE, expire, loop_lag, make_stale, until

@@ -20,13 +20,9 @@ from aiohttp import web
 from google.auth import compute_engine, exceptions
 from google.oauth2 import _service_account_async, service_account
 
-from google_auth_aiohttp import (
-    AuthMiddleware,
-    AuthorizedSession,
-    Request,
-    _single_flight,
-    _sync_transport,
-)
+from google_auth_aiohttp import AuthMiddleware, AuthorizedSession, Request
+from google_auth_aiohttp._auth import single_flight as _single_flight
+from google_auth_aiohttp._credentials import threads as _sync_transport
 from google_auth_aiohttp.testing import GoogleEmulator
 
 from .conftest import SCOPE, expire, make_stale, until

@@ -16,7 +16,9 @@ from google.oauth2 import credentials as user_credentials
 from multidict import CIMultiDict
 from yarl import URL
 
-from google_auth_aiohttp import _flow, _middleware, _origin
+from google_auth_aiohttp import _middleware
+from google_auth_aiohttp._auth import flow as _flow
+from google_auth_aiohttp._auth import origin as _origin
 
 
 class Answer:

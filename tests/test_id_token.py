@@ -353,7 +353,7 @@ async def test_a_certificate_fetch_is_bounded_by_certs_timeout(
 async def test_after_a_stalled_certificate_endpoint_recovers_the_next_caller_is_served(
     google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from google_auth_aiohttp import _single_flight
+    from google_auth_aiohttp._auth import single_flight as _single_flight
 
     monkeypatch.setattr(_single_flight, "HEDGE_AFTER", 0.3)
     token = google.id_token(AUDIENCE)

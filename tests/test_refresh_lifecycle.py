@@ -17,7 +17,8 @@ from google.auth import exceptions
 from google.auth.credentials import TokenState
 from google.oauth2 import _service_account_async, service_account
 
-from google_auth_aiohttp import AuthMiddleware, AuthorizedSession, _sync_transport
+from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
+from google_auth_aiohttp._credentials import threads as _sync_transport
 from google_auth_aiohttp.testing import GoogleEmulator
 
 from .conftest import SCOPE, expire, make_stale, refresh_waiters

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from google_auth_aiohttp._version import __version__
 
 if TYPE_CHECKING:
-    from google_auth_aiohttp._aio_credentials import AioCredentials
-    from google_auth_aiohttp._default import default
-    from google_auth_aiohttp._flow import (
+    from google_auth_aiohttp._auth.flow import (
         DEFAULT_MAX_REFRESH_ATTEMPTS,
         DEFAULT_REFRESH_STATUS_CODES,
     )
+    from google_auth_aiohttp._credentials.aio import AioCredentials
+    from google_auth_aiohttp._credentials.default import default
     from google_auth_aiohttp._middleware import AuthMiddleware
     from google_auth_aiohttp._retry import Retry, RetryMiddleware
     from google_auth_aiohttp._session import AuthorizedSession
@@ -49,16 +49,16 @@ __all__ = [
 # Loaded on first use, so that importing the package (as pytest does for its
 # plugin, wherever the package is installed) costs nothing until it is used.
 _HOMES = {
-    "AioCredentials": "_aio_credentials",
-    "DEFAULT_MAX_REFRESH_ATTEMPTS": "_flow",
-    "DEFAULT_REFRESH_STATUS_CODES": "_flow",
+    "AioCredentials": "_credentials.aio",
+    "DEFAULT_MAX_REFRESH_ATTEMPTS": "_auth.flow",
+    "DEFAULT_REFRESH_STATUS_CODES": "_auth.flow",
     "AuthMiddleware": "_middleware",
     "AuthorizedSession": "_session",
     "Request": "_transport",
     "Response": "_transport",
     "Retry": "_retry",
     "RetryMiddleware": "_retry",
-    "default": "_default",
+    "default": "_credentials.default",
 }
 
 

@@ -209,7 +209,7 @@ async def _credentials(scopes_text: str) -> Any:
     """Application Default Credentials, or a one-line reason why there are none."""
     from google.auth import exceptions
 
-    from google_auth_aiohttp._default import default
+    from google_auth_aiohttp._credentials.default import default
 
     _check_credentials_file()
     scopes = [s for s in scopes_text.replace(",", " ").split() if s]
@@ -303,7 +303,7 @@ async def _refreshed(credentials: Any, request: Any) -> None:
     """Refresh ``credentials`` as the library does, failures as exit codes."""
     from google.auth import exceptions
 
-    from google_auth_aiohttp._refresh import Route, refresher_for
+    from google_auth_aiohttp._auth.refresh import Route, refresher_for
 
     try:
         await refresher_for(credentials).refresh(Route(request))

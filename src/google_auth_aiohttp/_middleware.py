@@ -10,13 +10,13 @@ in its call; any other goes out unauthorized (fail closed):
   the caller asked for: each request of the call is authorized only for that
   origin, whatever the middlewares before it do.
 * Without it, a request is a call's first only if this middleware is the
-  first of the call's chain (:func:`~google_auth_aiohttp._private.first_in_chain`;
+  first of the call's chain (:func:`~google_auth_aiohttp._compat.first_in_chain`;
   a :class:`~google_auth_aiohttp.RetryMiddleware` before it does not count,
   as it only sends the same request again): then every redirect of the call
   passes through it, and it keeps, for each call that got one, the origin
   its first request went to. Calls are known by the object aiohttp shares
   between the requests of one call
-  (:func:`~google_auth_aiohttp._private.call_of`), and a note lives as long
+  (:func:`~google_auth_aiohttp._compat.call_of`), and a note lives as long
   as the call's redirect responses. A middleware placed before it could
   answer a redirect itself: its calls go out unauthorized until the trace
   config is on the session.
@@ -37,14 +37,14 @@ import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from yarl import URL
 
-from google_auth_aiohttp._flow import (
+from google_auth_aiohttp._auth.flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
     AuthFlow,
 )
+from google_auth_aiohttp._auth.origin import may_authorize, send_unauthorized
+from google_auth_aiohttp._compat import call_of, first_in_chain, trace_context
 from google_auth_aiohttp._logging import LOGGER, safe_url
-from google_auth_aiohttp._origin import may_authorize, send_unauthorized
-from google_auth_aiohttp._private import call_of, first_in_chain, trace_context
 from google_auth_aiohttp._retry import RETRY_LAYER_CODES
 
 __all__ = [

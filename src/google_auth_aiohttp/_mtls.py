@@ -25,14 +25,14 @@ from collections.abc import Callable
 from aiohttp import ClientRequest
 from google.auth import exceptions
 
-from google_auth_aiohttp._logging import LOGGER
-from google_auth_aiohttp._private import (
+from google_auth_aiohttp._compat import (
     client_certificate,
     google_is_mtls_endpoint,
     replace_ssl_context,
     rotated_client_certificate,
     use_client_certificate,
 )
+from google_auth_aiohttp._logging import LOGGER
 
 ClientCertCallback = Callable[[], tuple[bytes, bytes]]
 

@@ -3,7 +3,7 @@
 Each call (``request()``, the verbs, ``ws_connect``) gets a middleware of its
 own, first in its chain: a :class:`_Call`, which knows the origin the call
 asked for and its options, and runs the auth flow
-(:class:`~google_auth_aiohttp._flow.AuthFlow`) for every request of the call,
+(:class:`~google_auth_aiohttp._auth.flow.AuthFlow`) for every request of the call,
 redirect hops included. Per-call state lives exactly as long as the call.
 On top are google-auth's ``AuthorizedSession`` constructor and ``request()``
 signature: ``max_allowed_time``, the 180-second default ``timeout`` and
@@ -25,17 +25,21 @@ from aiohttp import ClientHandlerType, ClientMiddlewareType, ClientRequest
 from multidict import CIMultiDict
 from yarl import URL
 
-from google_auth_aiohttp._checks import seconds
-from google_auth_aiohttp._flow import (
+from google_auth_aiohttp._auth.flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
     WAIT_MARGIN,
     AuthFlow,
 )
+from google_auth_aiohttp._auth.origin import (
+    may_authorize,
+    send_unauthorized,
+    strip_secrets,
+)
+from google_auth_aiohttp._checks import seconds
+from google_auth_aiohttp._compat import RequestContextManager, sign_own_jwts
 from google_auth_aiohttp._logging import safe_url
 from google_auth_aiohttp._mtls import ClientCertCallback, MtlsChannel
-from google_auth_aiohttp._origin import may_authorize, send_unauthorized, strip_secrets
-from google_auth_aiohttp._private import RequestContextManager, sign_own_jwts
 from google_auth_aiohttp._retry import Retry, RetryMiddleware, check_retry
 from google_auth_aiohttp._transport import (
     DEFAULT_CLIENT_TIMEOUT,

@@ -21,7 +21,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from google_auth_aiohttp._checks import seconds
-from google_auth_aiohttp._credentials_request import credentials_request
+from google_auth_aiohttp._credentials.own_requests import credentials_request
 from google_auth_aiohttp._decoding import decode_body
 from google_auth_aiohttp._logging import LOGGER, safe_url, scrub
 

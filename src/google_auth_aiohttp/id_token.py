@@ -60,13 +60,13 @@ import google.auth
 from aiohttp import web
 from google.auth import exceptions, impersonated_credentials, jwt
 
-from google_auth_aiohttp import _private
+from google_auth_aiohttp import _compat
+from google_auth_aiohttp._auth.refresh import Route, refresher_for
+from google_auth_aiohttp._auth.single_flight import CERTS_BUDGET, SingleFlight
 from google_auth_aiohttp._checks import seconds
+from google_auth_aiohttp._compat import impersonation_source
+from google_auth_aiohttp._credentials.threads import call_blocking
 from google_auth_aiohttp._logging import LOGGER, safe_url
-from google_auth_aiohttp._private import impersonation_source
-from google_auth_aiohttp._refresh import Route, refresher_for
-from google_auth_aiohttp._single_flight import CERTS_BUDGET, SingleFlight
-from google_auth_aiohttp._sync_transport import call_blocking
 from google_auth_aiohttp._transport import ReadResponse, Request
 
 __all__ = [
@@ -269,7 +269,7 @@ def _credentials_file() -> dict[str, Any] | None:
 #: IAM's ``generateIdToken`` address for impersonated ID tokens, as google-auth
 #: calls it: ``{}`` is the service account; ``googleapis.com`` becomes the
 #: credentials' universe domain.
-IAM_ID_TOKEN_ENDPOINT = _private.IAM_ID_TOKEN_ENDPOINT
+IAM_ID_TOKEN_ENDPOINT = _compat.IAM_ID_TOKEN_ENDPOINT
 
 
 class _ImpersonatedIDTokenCredentials(impersonated_credentials.IDTokenCredentials):

@@ -5,7 +5,7 @@ convention: the legacy async ones (``google.auth._credentials_async`` and
 friends, whose ``before_request`` and usually ``refresh`` are coroutines), the
 newer ``google.auth.aio.credentials`` (which expect ``google.auth.aio``
 transports), and the sync ``google.auth.credentials.Credentials``. The auth
-flow in :mod:`google_auth_aiohttp._flow` talks to all of them through
+flow in :mod:`google_auth_aiohttp._auth.flow` talks to all of them through
 :class:`CredentialsAdapter`, made by :func:`adapt_credentials`.
 
 As google-auth's transports do, the family is told by behaviour, not by base
@@ -30,12 +30,12 @@ from google.auth import credentials as sync_credentials
 from google.auth.aio import credentials as aio_credentials
 from google.auth.credentials import TokenState
 
-from google_auth_aiohttp._private import (
+from google_auth_aiohttp._compat import (
     LEGACY_ASYNC_CREDENTIALS,
     is_regional_access_boundary_lookup_enabled,
     usage_metric_header,
 )
-from google_auth_aiohttp._sync_transport import call_blocking
+from google_auth_aiohttp._credentials.threads import call_blocking
 from google_auth_aiohttp._transport import Request
 
 # google-auth's before_request implementations whose headers depend on the
@@ -67,7 +67,7 @@ class CredentialsAdapter:
 
     Subclasses adapt one family. What a token's state is, when to refresh and
     how a refresh is shared are decided by
-    :class:`~google_auth_aiohttp._refresh.Refresher`; an adapter only says what
+    :class:`~google_auth_aiohttp._auth.refresh.Refresher`; an adapter only says what
     the credentials hold (:attr:`token`, :attr:`expiry`), refreshes them once
     (:meth:`refresh`), and puts their headers on a request, either google-auth's
     way (:meth:`before_request`, which may refresh) or with the token they hold
@@ -224,7 +224,7 @@ class SyncAdapter(CredentialsAdapter):
     """``google.auth.credentials.Credentials`` with a blocking ``refresh``.
 
     A refresh runs in a thread of its own, its HTTP calls sent on the event
-    loop (:func:`~google_auth_aiohttp._sync_transport.call_blocking`). While
+    loop (:func:`~google_auth_aiohttp._credentials.threads.call_blocking`). While
     the token is valid, ``before_request`` makes no HTTP call, so it runs on
     the loop directly: no thread is used in the steady state.
     """

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import google.auth
 
-from google_auth_aiohttp._sync_transport import call_blocking
+from google_auth_aiohttp._credentials.threads import call_blocking
 from google_auth_aiohttp._transport import AioTransport, Request
 
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from google.auth.aio import credentials as aio_credentials
 
-from google_auth_aiohttp._credentials import AioAdapter
-from google_auth_aiohttp._private import REFRESH_THRESHOLD, utcnow
-from google_auth_aiohttp._refresh import Route, refresher_for
+from google_auth_aiohttp._auth.refresh import Route, refresher_for
+from google_auth_aiohttp._compat import REFRESH_THRESHOLD, utcnow
+from google_auth_aiohttp._credentials.adapters import AioAdapter
 from google_auth_aiohttp._transport import AioTransport
 
 

@@ -12,7 +12,7 @@ for every client that uses them (:class:`~google_auth_aiohttp.AuthorizedSession`
   half its lifetime, so a token shorter-lived than the threshold is renewed
   once per lifetime, not on every request.
 * **How a refresh is shared.** One flight per credentials object and event
-  loop (:class:`~google_auth_aiohttp._single_flight.SingleFlight`): N callers,
+  loop (:class:`~google_auth_aiohttp._auth.single_flight.SingleFlight`): N callers,
   one token request; a cancelled caller does not cancel it; a failure reaches
   every waiter and is forgotten; a stalled attempt is hedged by another, so
   the next caller after an endpoint recovers is served in about one round trip.
@@ -43,11 +43,14 @@ import aiohttp
 from google.auth import exceptions
 from google.auth.credentials import TokenState
 
-from google_auth_aiohttp._credentials import CredentialsAdapter, adapt_credentials
-from google_auth_aiohttp._credentials_request import Trail, mark_task
+from google_auth_aiohttp._auth.single_flight import REFRESH_BUDGET, Flight, SingleFlight
+from google_auth_aiohttp._compat import REFRESH_THRESHOLD, utcnow
+from google_auth_aiohttp._credentials.adapters import (
+    CredentialsAdapter,
+    adapt_credentials,
+)
+from google_auth_aiohttp._credentials.own_requests import Trail, mark_task
 from google_auth_aiohttp._logging import LOGGER
-from google_auth_aiohttp._private import REFRESH_THRESHOLD, utcnow
-from google_auth_aiohttp._single_flight import REFRESH_BUDGET, Flight, SingleFlight
 
 #: Seconds one refresh attempt may take when ``refresh_timeout`` is None.
 DEFAULT_REFRESH_TIMEOUT = 120.0

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from google_auth_aiohttp import _private
-from google_auth_aiohttp._private import (
+from google_auth_aiohttp import _compat
+from google_auth_aiohttp._compat import (
     RequestContextManager,
     call_of,
     replace_ssl_context,
@@ -99,13 +99,13 @@ def test_google_auths_legacy_async_credentials_and_clock() -> None:
     import datetime
     import inspect
 
-    from google_auth_aiohttp import _private
+    from google_auth_aiohttp import _compat
 
-    for legacy in _private.LEGACY_ASYNC_CREDENTIALS:
+    for legacy in _compat.LEGACY_ASYNC_CREDENTIALS:
         assert inspect.iscoroutinefunction(legacy.before_request)
-    assert datetime.timedelta(0) < _private.REFRESH_THRESHOLD
+    assert datetime.timedelta(0) < _compat.REFRESH_THRESHOLD
     now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-    assert abs(_private.utcnow() - now) < datetime.timedelta(seconds=5)
+    assert abs(_compat.utcnow() - now) < datetime.timedelta(seconds=5)
 
 
 def test_regional_access_boundaries_follow_google_auths_switch(
@@ -113,31 +113,31 @@ def test_regional_access_boundaries_follow_google_auths_switch(
 ) -> None:
     import importlib.util
 
-    from google_auth_aiohttp import _private
+    from google_auth_aiohttp import _compat
 
     name = "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED"
     monkeypatch.setenv(name, "false")
-    assert _private.is_regional_access_boundary_lookup_enabled() is False
+    assert _compat.is_regional_access_boundary_lookup_enabled() is False
     monkeypatch.setenv(name, "true")
     # On with the switch where google-auth has them (2.63); never before (2.45).
     known = importlib.util.find_spec("google.auth._regional_access_boundary_utils")
     expected = known is not None
-    assert _private.is_regional_access_boundary_lookup_enabled() is expected
+    assert _compat.is_regional_access_boundary_lookup_enabled() is expected
 
 
 def test_google_auths_mtls_helpers(monkeypatch: pytest.MonkeyPatch) -> None:
-    from google_auth_aiohttp import _mtls, _private
+    from google_auth_aiohttp import _compat, _mtls
 
     monkeypatch.setenv("GOOGLE_API_USE_CLIENT_CERTIFICATE", "false")
-    assert not _private.use_client_certificate()
+    assert not _compat.use_client_certificate()
     monkeypatch.setenv("GOOGLE_API_USE_CLIENT_CERTIFICATE", "true")
-    assert _private.use_client_certificate()
-    is_mtls, cert, key = _private.client_certificate(lambda: (b"cert", b"key"))
+    assert _compat.use_client_certificate()
+    is_mtls, cert, key = _compat.client_certificate(lambda: (b"cert", b"key"))
     assert (is_mtls, cert, key) == (True, b"cert", b"key")
-    assert callable(_private.rotated_client_certificate)
+    assert callable(_compat.rotated_client_certificate)
     # google-auth's own test for an mTLS endpoint came later than 2.45; ours
     # falls back on the host name, and agrees with it where it exists.
-    checks = [_mtls.is_mtls_endpoint, _private.google_is_mtls_endpoint]
+    checks = [_mtls.is_mtls_endpoint, _compat.google_is_mtls_endpoint]
     for check in filter(None, checks):
         assert check("https://storage.mtls.googleapis.com/")
         assert not check("https://storage.googleapis.com/")
@@ -148,21 +148,21 @@ def test_google_auths_service_account_internals(
 ) -> None:
     from google.oauth2 import service_account
 
-    from google_auth_aiohttp import _private
+    from google_auth_aiohttp import _compat
 
     credentials = service_account.Credentials.from_service_account_info(
         service_account_info, scopes=["https://example.test/s"]
     )
-    assert _private.usage_metric_header(credentials)
-    assert _private.usage_metric_header(object()) is None
+    assert _compat.usage_metric_header(credentials)
+    assert _compat.usage_metric_header(object()) is None
     credentials._always_use_jwt_access = True
-    _private.sign_own_jwts(credentials, "https://api.example.test/")
+    _compat.sign_own_jwts(credentials, "https://api.example.test/")
     credentials.refresh(None)  # a self-signed JWT needs no token endpoint
     assert credentials.token and credentials.token.count(".") == 2
 
 
 def test_google_auths_iam_id_token_address() -> None:
-    assert _private.IAM_ID_TOKEN_ENDPOINT.format("sa@p.iam.gserviceaccount.com") == (
+    assert _compat.IAM_ID_TOKEN_ENDPOINT.format("sa@p.iam.gserviceaccount.com") == (
         "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/"
         "sa@p.iam.gserviceaccount.com:generateIdToken"
     )

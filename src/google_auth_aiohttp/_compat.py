@@ -8,7 +8,7 @@ for what ``ClientSession.request()`` returns, which wraps
 refresh threshold and clock, its legacy async credentials, self-signed JWTs
 and usage metrics. Each name is looked up when this module is imported
 (an :class:`ImportError` names the versions that have it) or has a
-documented fallback; ``tests/test_private.py`` covers each, and CI runs it on
+documented fallback; ``tests/test_compat.py`` covers each, and CI runs it on
 the declared floors and on the latest versions.
 """
 

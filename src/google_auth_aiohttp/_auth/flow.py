@@ -4,7 +4,7 @@ Both clients run it as a middleware of aiohttp's chain: a
 :class:`~google_auth_aiohttp.AuthorizedSession` in the middleware each call
 gets (``_session._Call``), an :class:`~google_auth_aiohttp.AuthMiddleware` on
 a plain ``aiohttp.ClientSession``. The host first decides, by the origin rule
-(:mod:`google_auth_aiohttp._origin`), whether the request may carry the
+(:mod:`google_auth_aiohttp._auth.origin`), whether the request may carry the
 credentials at all; retries are a layer ahead of the host
 (:class:`~google_auth_aiohttp.RetryMiddleware`). For a request it may
 authorize, the flow:
@@ -35,18 +35,18 @@ from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 from google.auth import transport as google_transport
 from multidict import CIMultiDict
 
-from google_auth_aiohttp._body import can_resend
-from google_auth_aiohttp._checks import seconds, statuses
-from google_auth_aiohttp._credentials_request import current_trail
-from google_auth_aiohttp._logging import LOGGER, safe_url
-from google_auth_aiohttp._mtls import MtlsChannel, is_mtls_endpoint
-from google_auth_aiohttp._origin import (
+from google_auth_aiohttp._auth.origin import (
     NOT_SECRET,
     SECRET_HEADERS,
     check_credentials_request,
     redact,
 )
-from google_auth_aiohttp._refresh import Route, refresher_for, route_over
+from google_auth_aiohttp._auth.refresh import Route, refresher_for, route_over
+from google_auth_aiohttp._body import can_resend
+from google_auth_aiohttp._checks import seconds, statuses
+from google_auth_aiohttp._credentials.own_requests import current_trail
+from google_auth_aiohttp._logging import LOGGER, safe_url
+from google_auth_aiohttp._mtls import MtlsChannel, is_mtls_endpoint
 
 DEFAULT_REFRESH_STATUS_CODES: tuple[int, ...] = tuple(
     google_transport.DEFAULT_REFRESH_STATUS_CODES

@@ -22,7 +22,7 @@ from google.auth import exceptions
 from multidict import CIMultiDict
 from yarl import URL
 
-from google_auth_aiohttp._credentials_request import current_trail
+from google_auth_aiohttp._credentials.own_requests import current_trail
 from google_auth_aiohttp._logging import LOGGER, safe_url
 
 #: What the credentials' secret headers read once a request is sent.
