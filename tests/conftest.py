@@ -199,6 +199,22 @@ async def until(condition: Any, what: str, within: float = 5.0) -> None:
         await asyncio.sleep(0)
 
 
+def impersonated(google: GoogleEmulator, source_info: dict[str, str]) -> Any:
+    """Sync credentials impersonating a service account through the emulator's IAM."""
+    from google.auth import impersonated_credentials
+
+    source = service_account.Credentials.from_service_account_info(
+        source_info, scopes=[SCOPE]
+    )
+    target = "target@emulator-project.iam.gserviceaccount.com"
+    return impersonated_credentials.Credentials(
+        source_credentials=source,
+        target_principal=target,
+        target_scopes=[SCOPE],
+        iam_endpoint_override=google.iam_url(target),
+    )
+
+
 def make_stale(credentials: Any) -> None:
     """Make credentials' token stale: valid, but in google-auth's refresh window.
 

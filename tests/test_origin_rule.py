@@ -25,7 +25,7 @@ from yarl import URL
 
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
 
-from .conftest import Recorder
+from .conftest import Recorder, impersonated
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
@@ -523,21 +523,7 @@ async def test_a_mirroring_middleware_copies_no_credentials_request(
     google: Any, other_origin: Recorder, kind: str
 ) -> None:
     # Impersonated credentials: their IAM call carries the source's token.
-    from google.auth import impersonated_credentials
-    from google.oauth2 import service_account
-
-    from .conftest import SCOPE
-
-    source = service_account.Credentials.from_service_account_info(
-        google.service_account_info(), scopes=[SCOPE]
-    )
-    target = "target@emulator-project.iam.gserviceaccount.com"
-    credentials = impersonated_credentials.Credentials(
-        source_credentials=source,
-        target_principal=target,
-        target_scopes=[SCOPE],
-        iam_endpoint_override=google.iam_url(target),
-    )
+    credentials = impersonated(google, google.service_account_info())
     if kind == "untraced middleware":  # the first call goes unauthorized
         client = aiohttp.ClientSession(
             middlewares=[mirror_to(other_origin), AuthMiddleware(credentials)]

@@ -13,7 +13,15 @@ import google_auth_aiohttp
 from google_auth_aiohttp import AuthorizedSession
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, exercise, expire, loop_lag, statuses, trace_paths
+from .conftest import (
+    SCOPE,
+    exercise,
+    expire,
+    impersonated,
+    loop_lag,
+    statuses,
+    trace_paths,
+)
 
 
 async def test_compute_engine_credentials_use_the_metadata_server_over_aiohttp(
@@ -99,22 +107,12 @@ async def test_authorized_user_credentials(google: GoogleEmulator) -> None:
 async def test_impersonated_credentials(
     google: GoogleEmulator, service_account_info: dict[str, str]
 ) -> None:
-    from google.auth import impersonated_credentials
-    from google.oauth2 import service_account
-
-    source = service_account.Credentials.from_service_account_info(
-        service_account_info, scopes=[SCOPE]
-    )
-    target = "target@emulator-project.iam.gserviceaccount.com"
-    credentials = impersonated_credentials.Credentials(
-        source_credentials=source,
-        target_principal=target,
-        target_scopes=[SCOPE],
-        iam_endpoint_override=google.iam_url(target),
-    )
+    credentials = impersonated(google, service_account_info)
     async with AuthorizedSession(credentials) as session:
         async with session.get(google.api_url("who")) as response:
-            assert (await response.json())["subject"] == target
+            assert (await response.json())[
+                "subject"
+            ] == credentials.service_account_email
     assert google.token_requests == 2  # the source's token, then the target's
     async with AuthorizedSession(credentials) as session:
         google.revoke(str(credentials.token))
