@@ -424,7 +424,7 @@ with warnings.catch_warnings():
 
             A verb given no options, on an open session without a client
             certificate, needs none of request()'s checks: skipping them saves
-            ~6,000 instructions of ~330,000 a request (benchmarks/INSTRUCTIONS.md).
+            ~5,000 instructions of ~330,000 a request (benchmarks/INSTRUCTIONS.md).
             """
             if (
                 kwargs

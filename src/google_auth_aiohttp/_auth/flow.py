@@ -158,7 +158,7 @@ class AuthFlow:
     ) -> ClientResponse:
         """Send ``request`` authorized; refresh and re-send it if it is rejected.
 
-        The host has decided that ``request`` may carry them.
+        The host has decided that ``request`` may carry the credentials.
 
         Args:
             request (aiohttp.ClientRequest): The request, as aiohttp passes it

@@ -18,8 +18,9 @@ for every client that uses them (:class:`~google_auth_aiohttp.AuthorizedSession`
   the next caller after an endpoint recovers is served in about one round trip.
 * **How a refresh is routed and bounded** (:class:`Route`, made once per
   session): through ``auth_request`` if the user gave one; else through the
-  session that needs the token, with its proxy, SSL, connector and
-  middlewares, in the background too. Each attempt is bounded by
+  session that needs the token, with its proxy, SSL and connector settings,
+  in the background too (an ``AuthorizedSession``'s refreshes skip the
+  caller's middlewares). Each attempt is bounded by
   ``refresh_timeout`` (120 s by default), and each caller's wait by its own
   time (the call's timeout or ``max_allowed_time``): then it gets a
   :class:`RefreshWaitTimeout` saying what it waited for and where.
