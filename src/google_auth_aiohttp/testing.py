@@ -428,8 +428,9 @@ class GoogleEmulator:
         app.router.add_get("/", self._metadata_ping)
         app.router.add_get("/computeMetadata/v1/{path:.*}", self._metadata)
         # A test's emulator closes at once: requests still waiting out a
-        # token_delay are cut off after a second, not awaited.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        # delay or a gate are cut off, not awaited (each would cost a test
+        # its teardown time).
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.01)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
@@ -437,7 +438,7 @@ class GoogleEmulator:
         self._url = f"http://{self._host}:{port}"
 
     async def close(self) -> None:
-        """Stop serving; requests in flight are cut off after a second."""
+        """Stop serving; requests still in flight are cut off at once."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
