@@ -204,6 +204,34 @@ async def test_version_and_the_console_script() -> None:
     assert out.decode().strip() == __version__
 
 
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+async def test_version_and_help_import_no_transport(flag: str) -> None:
+    # In a fresh interpreter: what this process imported says nothing.
+    check = (
+        "import sys\n"
+        "from google_auth_aiohttp._cli import main\n"
+        "try:\n"
+        f"    main([{flag!r}])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "heavy = ('asyncio', 'aiohttp', 'google.auth', 'yarl', 'multidict')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+        "             or m.startswith('google.auth')), file=sys.stderr)\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "error",
+        "-c",
+        check,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert err.decode().strip() == "[]"
+
+
 async def test_print_access_token_prints_the_token_alone(
     google: GoogleEmulator, adc: dict[str, str]
 ) -> None:

@@ -1,5 +1,8 @@
 """The command line: ``google-auth-aiohttp`` (or ``python -m google_auth_aiohttp``).
 
+Start-up imports neither asyncio nor aiohttp nor google-auth: ``--version``
+and ``--help`` answer at once, and each command imports what it needs.
+
 ``request`` is an authorized curl, ``print-access-token`` and
 ``print-identity-token`` print a token as ``gcloud auth print-access-token``
 and ``print-identity-token`` do, ``demo`` runs against an embedded emulator.
@@ -16,7 +19,6 @@ and exit codes tell failures apart:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -55,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
+    import asyncio  # after parsing: --version and --help exit without it
+
     try:
         if args.command == "demo":
             if args.requests < 1:
