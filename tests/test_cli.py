@@ -242,13 +242,15 @@ async def test_print_access_token_prints_the_token_alone(
     assert token.strip() in google.issued_tokens
 
 
+@pytest.mark.parametrize("option", ["--audiences", "--audience"])
 async def test_print_identity_token_prints_an_id_token_for_the_audience(
-    google: GoogleEmulator, adc: dict[str, str]
+    google: GoogleEmulator, adc: dict[str, str], option: str
 ) -> None:
+    # --audiences as gcloud spells it, --audience as this command first did.
     from google_auth_aiohttp import Request, id_token
 
     code, out, err = await _cli(
-        "print-identity-token", "--audience", "https://svc.test", env=adc
+        "print-identity-token", option, "https://svc.test", env=adc
     )
     assert code == 0, err
     token = out.decode().strip()
@@ -257,8 +259,15 @@ async def test_print_identity_token_prints_an_id_token_for_the_audience(
             token, request, audience="https://svc.test", certs_url=google.certs_url
         )
     assert claims["aud"] == "https://svc.test"
-    code, out, err = await _cli("print-identity-token", env=adc)
-    assert code == 2  # --audience is required
+
+
+async def test_print_identity_token_needs_an_audience() -> None:
+    code, out, err = await _cli("print-identity-token")
+    assert (code, out) == (2, b"")
+    assert "--audiences" in err
+    code, out, _ = await _cli("print-identity-token", "--help")
+    assert code == 0
+    assert b"--audiences AUDIENCE, --audience AUDIENCE" in out
 
 
 @pytest.mark.parametrize(

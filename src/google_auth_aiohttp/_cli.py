@@ -139,7 +139,14 @@ def _parser() -> argparse.ArgumentParser:
             "else, on standard output."
         ),
     )
-    identity.add_argument("--audience", required=True, metavar="AUDIENCE")
+    identity.add_argument(
+        "--audiences",
+        "--audience",
+        dest="audience",
+        required=True,
+        metavar="AUDIENCE",
+        help="who the token is for, one audience (gcloud's --audiences)",
+    )
 
     request = commands.add_parser(
         "request",
