@@ -456,3 +456,62 @@ async def test_errors_show_no_password_and_no_query(
         assert "PASSWORD" not in err
         assert "SECRET" not in err
         assert "127.0.0.1:9/x" in err
+
+
+@pytest.fixture
+async def moved(serve: Any) -> str:
+    """A server whose ``/moved`` redirects to ``/here``, which tells if it was authorized."""
+
+    async def move(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/here", text="moved to /here")
+
+    async def here(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "authorized": request.headers.get("Authorization", "").startswith(
+                    "Bearer "
+                )
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/moved", move)
+    app.router.add_get("/here", here)
+    url: str = await serve(app)
+    return url
+
+
+@pytest.mark.parametrize("flags", [[], ["-L"], ["--location"]])
+async def test_redirects_are_followed_by_default(
+    moved: str, adc: dict[str, str], flags: list[str]
+) -> None:
+    # Unlike curl, -L is the default: an authorized client follows, as aiohttp does.
+    code, out, err = await _cli("request", *flags, moved + "/moved", env=adc)
+    assert code == 0, err
+    assert json.loads(out) == {"authorized": True}  # the same origin
+
+
+async def test_no_location_answers_the_redirect_and_exits_0(
+    moved: str, adc: dict[str, str]
+) -> None:
+    code, out, err = await _cli(
+        "request", "--no-location", "-i", moved + "/moved", env=adc
+    )
+    assert code == 0, err
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 302 Found\r\n")
+    assert b"\r\nLocation: /here" in head
+    assert body == b"moved to /here"
+    assert err == ""
+    # A failing status is still a failure.
+    code, _, err = await _cli("request", "--no-location", moved + "/gone", env=adc)
+    assert code == 1
+    assert "404" in err
+
+
+async def test_help_says_redirects_are_followed() -> None:
+    code, out, _ = await _cli("request", "--help")
+    assert code == 0
+    text = " ".join(out.decode().split())
+    assert "-L, --location follow redirects (the default" in text
+    assert "--no-location do not follow redirects" in text

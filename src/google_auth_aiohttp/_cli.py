@@ -10,7 +10,8 @@ Every failure is one line on standard error (``--debug`` adds the traceback),
 and exit codes tell failures apart:
 
 * 0: success;
-* 1: the server answered with a status that is not 2xx;
+* 1: the server answered with a status that is not 2xx (with
+  ``--no-location``, a 3xx not followed is an answer too);
 * 2: a usage error (arguments, the URL, the method, an output file);
 * 3: no credentials found, or they are invalid or were refused;
 * 4: a network error or a timeout.
@@ -198,6 +199,23 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", help="write the body to FILE"
     )
     request.add_argument(
+        "-L",
+        "--location",
+        dest="location",
+        action="store_true",
+        default=True,
+        help=(
+            "follow redirects (the default, unlike curl's); the credentials go "
+            "only to the URL's own origin"
+        ),
+    )
+    request.add_argument(
+        "--no-location",
+        dest="location",
+        action="store_false",
+        help="do not follow redirects: a 3xx is the answer, exit status 0",
+    )
+    request.add_argument(
         "--max-time",
         type=float,
         metavar="SECONDS",
@@ -351,10 +369,11 @@ async def _request(args: argparse.Namespace) -> int:
                 url,
                 data=body,
                 headers=headers,
+                allow_redirects=args.location,
                 max_allowed_time=args.max_time,
             ) as response,
         ):
-            failed = not 200 <= response.status < 300
+            failed = not _answered(response.status, args.location)
             if args.include:
                 _write_head(output, response)
             if not (failed and args.fail):
@@ -383,6 +402,13 @@ async def _request(args: argparse.Namespace) -> int:
             f"{method} {url.with_query(None)}: {response.status} {response.reason}",
         )
     return OK
+
+
+def _answered(status: int, followed_redirects: bool) -> bool:
+    """Whether ``status`` answers the request, or the command failed."""
+    if followed_redirects:
+        return 200 <= status < 300
+    return 200 <= status < 400
 
 
 def _network_reason(caught: BaseException, aiohttp: Any) -> str:
