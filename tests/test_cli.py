@@ -185,7 +185,7 @@ async def test_help_describes_every_command_and_the_exit_codes() -> None:
         assert word in out
     code, out, _ = await _cli("request", "--help")
     assert code == 0
-    for flag in (b"-X", b"-H", b"-d", b"--scopes", b"-i", b"-f", b"-s", b"-o"):
+    for flag in (b"-X", b"-H", b"-d", b"--scopes", b"-i", b"-f", b"-s", b"-o", b"-v"):
         assert flag in out
     assert b"--max-time" in out
 
@@ -460,7 +460,7 @@ async def test_errors_show_no_password_and_no_query(
 
 @pytest.fixture
 async def moved(serve: Any) -> str:
-    """A server whose ``/moved`` redirects to ``/here``, which tells if it was authorized."""
+    """``/moved`` redirects to ``/here``, which says if it was authorized."""
 
     async def move(request: web.Request) -> web.Response:
         raise web.HTTPFound("/here", text="moved to /here")
@@ -515,3 +515,82 @@ async def test_help_says_redirects_are_followed() -> None:
     text = " ".join(out.decode().split())
     assert "-L, --location follow redirects (the default" in text
     assert "--no-location do not follow redirects" in text
+
+
+async def test_verbose_shows_the_exchange_without_its_secrets(
+    google: GoogleEmulator, adc: dict[str, str]
+) -> None:
+    # Against the emulator's API, which accepts only the tokens it issued.
+    code, out, err = await _cli(
+        "request",
+        "-v",
+        "-H",
+        "Cookie: sid=COOKIE-SECRET",
+        "-H",
+        "x-goog-iap-jwt-assertion: IAP-SECRET",
+        "-H",
+        "Proxy-Authorization: Basic PROXY-SECRET",
+        "-H",
+        "X-Api-Key: KEY-SECRET",
+        "-H",
+        "X-Trace: visible",
+        google.api_url("v?key=QUERY-SECRET"),
+        env=adc,
+    )
+    assert code == 0, err
+    assert json.loads(out)["path"] == "/api/v"  # the body, as without -v
+    (token,) = google.issued_tokens
+    assert token not in err
+    for secret in ("COOKIE", "IAP", "PROXY", "KEY", "QUERY"):
+        assert f"{secret}-SECRET" not in err
+    lines = err.splitlines()
+    assert lines[0] == "> GET /api/v?<query not shown> HTTP/1.1"
+    # Names as sent: google-auth's credentials write "authorization".
+    assert "> authorization: <redacted>" in lines
+    for line in (
+        "> Cookie: <redacted>",
+        "> x-goog-iap-jwt-assertion: <redacted>",
+        "> Proxy-Authorization: <redacted>",
+        "> X-Api-Key: <redacted>",
+        "> X-Trace: visible",
+        f"> Host: {google.url.split('//', 1)[1]}",
+        ">",
+        "< HTTP/1.1 200 OK",
+        "< Content-Type: application/json",
+        "<",
+    ):
+        assert line in lines, line
+    assert lines.index("<") == len(lines) - 1  # the response's head comes last
+
+
+async def test_verbose_shows_every_hop_of_a_redirect(
+    moved: str, adc: dict[str, str]
+) -> None:
+    code, _, err = await _cli("request", "--verbose", moved + "/moved", env=adc)
+    assert code == 0, err
+    shown = [line for line in err.splitlines() if line[2:3] not in ("", " ")]
+    firsts = [line for line in shown if line.startswith(("> GET", "< HTTP"))]
+    assert firsts == [
+        "> GET /moved HTTP/1.1",
+        "< HTTP/1.1 302 Found",
+        "> GET /here HTTP/1.1",
+        "< HTTP/1.1 200 OK",
+    ]
+    assert "< Location: /here" in shown
+    assert err.count("> authorization: <redacted>") == 2  # the same origin
+    assert "Bearer" not in err
+
+
+async def test_verbose_in_its_own_process(
+    google: GoogleEmulator, adc: dict[str, str]
+) -> None:
+    # As users run it, warnings as errors: standard error has the exchange only.
+    code, out, err = await _cli(
+        "request", "-v", google.api_url("p"), env=adc, subprocess=True
+    )
+    assert code == 0, err
+    assert json.loads(out)["path"] == "/api/p"
+    (token,) = google.issued_tokens
+    assert token not in err
+    assert "> authorization: <redacted>" in err.splitlines()
+    assert err.endswith("<\n")
