@@ -185,7 +185,7 @@ async def test_help_describes_every_command_and_the_exit_codes() -> None:
         assert word in out
     code, out, _ = await _cli("request", "--help")
     assert code == 0
-    for flag in (b"-X", b"-H", b"-d", b"--scopes", b"-i", b"-f", b"-s", b"-o"):
+    for flag in (b"-X", b"-H", b"-d", b"--scopes", b"-i", b"-f", b"-s", b"-o", b"-v"):
         assert flag in out
     assert b"--max-time" in out
 
@@ -204,6 +204,34 @@ async def test_version_and_the_console_script() -> None:
     assert out.decode().strip() == __version__
 
 
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+async def test_version_and_help_import_no_transport(flag: str) -> None:
+    # In a fresh interpreter: what this process imported says nothing.
+    check = (
+        "import sys\n"
+        "from google_auth_aiohttp._cli import main\n"
+        "try:\n"
+        f"    main([{flag!r}])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0, exit.code\n"
+        "heavy = ('asyncio', 'aiohttp', 'google.auth', 'yarl', 'multidict')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+        "             or m.startswith('google.auth')), file=sys.stderr)\n"
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "error",
+        "-c",
+        check,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    assert err.decode().strip() == "[]"
+
+
 async def test_print_access_token_prints_the_token_alone(
     google: GoogleEmulator, adc: dict[str, str]
 ) -> None:
@@ -214,13 +242,15 @@ async def test_print_access_token_prints_the_token_alone(
     assert token.strip() in google.issued_tokens
 
 
+@pytest.mark.parametrize("option", ["--audiences", "--audience"])
 async def test_print_identity_token_prints_an_id_token_for_the_audience(
-    google: GoogleEmulator, adc: dict[str, str]
+    google: GoogleEmulator, adc: dict[str, str], option: str
 ) -> None:
+    # --audiences as gcloud spells it, --audience as this command first did.
     from google_auth_aiohttp import Request, id_token
 
     code, out, err = await _cli(
-        "print-identity-token", "--audience", "https://svc.test", env=adc
+        "print-identity-token", option, "https://svc.test", env=adc
     )
     assert code == 0, err
     token = out.decode().strip()
@@ -229,8 +259,15 @@ async def test_print_identity_token_prints_an_id_token_for_the_audience(
             token, request, audience="https://svc.test", certs_url=google.certs_url
         )
     assert claims["aud"] == "https://svc.test"
-    code, out, err = await _cli("print-identity-token", env=adc)
-    assert code == 2  # --audience is required
+
+
+async def test_print_identity_token_needs_an_audience() -> None:
+    code, out, err = await _cli("print-identity-token")
+    assert (code, out) == (2, b"")
+    assert "--audiences" in err
+    code, out, _ = await _cli("print-identity-token", "--help")
+    assert code == 0
+    assert b"--audiences AUDIENCE, --audience AUDIENCE" in out
 
 
 @pytest.mark.parametrize(
@@ -419,3 +456,141 @@ async def test_errors_show_no_password_and_no_query(
         assert "PASSWORD" not in err
         assert "SECRET" not in err
         assert "127.0.0.1:9/x" in err
+
+
+@pytest.fixture
+async def moved(serve: Any) -> str:
+    """``/moved`` redirects to ``/here``, which says if it was authorized."""
+
+    async def move(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/here", text="moved to /here")
+
+    async def here(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "authorized": request.headers.get("Authorization", "").startswith(
+                    "Bearer "
+                )
+            }
+        )
+
+    app = web.Application()
+    app.router.add_get("/moved", move)
+    app.router.add_get("/here", here)
+    url: str = await serve(app)
+    return url
+
+
+@pytest.mark.parametrize("flags", [[], ["-L"], ["--location"]])
+async def test_redirects_are_followed_by_default(
+    moved: str, adc: dict[str, str], flags: list[str]
+) -> None:
+    # Unlike curl, -L is the default: an authorized client follows, as aiohttp does.
+    code, out, err = await _cli("request", *flags, moved + "/moved", env=adc)
+    assert code == 0, err
+    assert json.loads(out) == {"authorized": True}  # the same origin
+
+
+async def test_no_location_answers_the_redirect_and_exits_0(
+    moved: str, adc: dict[str, str]
+) -> None:
+    code, out, err = await _cli(
+        "request", "--no-location", "-i", moved + "/moved", env=adc
+    )
+    assert code == 0, err
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 302 Found\r\n")
+    assert b"\r\nLocation: /here" in head
+    assert body == b"moved to /here"
+    assert err == ""
+    # A failing status is still a failure.
+    code, _, err = await _cli("request", "--no-location", moved + "/gone", env=adc)
+    assert code == 1
+    assert "404" in err
+
+
+async def test_help_says_redirects_are_followed() -> None:
+    code, out, _ = await _cli("request", "--help")
+    assert code == 0
+    text = " ".join(out.decode().split())
+    assert "-L, --location follow redirects (the default" in text
+    assert "--no-location do not follow redirects" in text
+
+
+async def test_verbose_shows_the_exchange_without_its_secrets(
+    google: GoogleEmulator, adc: dict[str, str]
+) -> None:
+    # Against the emulator's API, which accepts only the tokens it issued.
+    code, out, err = await _cli(
+        "request",
+        "-v",
+        "-H",
+        "Cookie: sid=COOKIE-SECRET",
+        "-H",
+        "x-goog-iap-jwt-assertion: IAP-SECRET",
+        "-H",
+        "Proxy-Authorization: Basic PROXY-SECRET",
+        "-H",
+        "X-Api-Key: KEY-SECRET",
+        "-H",
+        "X-Trace: visible",
+        google.api_url("v?key=QUERY-SECRET"),
+        env=adc,
+    )
+    assert code == 0, err
+    assert json.loads(out)["path"] == "/api/v"  # the body, as without -v
+    (token,) = google.issued_tokens
+    assert token not in err
+    for secret in ("COOKIE", "IAP", "PROXY", "KEY", "QUERY"):
+        assert f"{secret}-SECRET" not in err
+    lines = err.splitlines()
+    assert lines[0] == "> GET /api/v?<query not shown> HTTP/1.1"
+    # Names as sent: google-auth's credentials write "authorization".
+    assert "> authorization: <redacted>" in lines
+    for line in (
+        "> Cookie: <redacted>",
+        "> x-goog-iap-jwt-assertion: <redacted>",
+        "> Proxy-Authorization: <redacted>",
+        "> X-Api-Key: <redacted>",
+        "> X-Trace: visible",
+        f"> Host: {google.url.split('//', 1)[1]}",
+        ">",
+        "< HTTP/1.1 200 OK",
+        "< Content-Type: application/json",
+        "<",
+    ):
+        assert line in lines, line
+    assert lines.index("<") == len(lines) - 1  # the response's head comes last
+
+
+async def test_verbose_shows_every_hop_of_a_redirect(
+    moved: str, adc: dict[str, str]
+) -> None:
+    code, _, err = await _cli("request", "--verbose", moved + "/moved", env=adc)
+    assert code == 0, err
+    shown = [line for line in err.splitlines() if line[2:3] not in ("", " ")]
+    firsts = [line for line in shown if line.startswith(("> GET", "< HTTP"))]
+    assert firsts == [
+        "> GET /moved HTTP/1.1",
+        "< HTTP/1.1 302 Found",
+        "> GET /here HTTP/1.1",
+        "< HTTP/1.1 200 OK",
+    ]
+    assert "< Location: /here" in shown
+    assert err.count("> authorization: <redacted>") == 2  # the same origin
+    assert "Bearer" not in err
+
+
+async def test_verbose_in_its_own_process(
+    google: GoogleEmulator, adc: dict[str, str]
+) -> None:
+    # As users run it, warnings as errors: standard error has the exchange only.
+    code, out, err = await _cli(
+        "request", "-v", google.api_url("p"), env=adc, subprocess=True
+    )
+    assert code == 0, err
+    assert json.loads(out)["path"] == "/api/p"
+    (token,) = google.issued_tokens
+    assert token not in err
+    assert "> authorization: <redacted>" in err.splitlines()
+    assert err.endswith("<\n")

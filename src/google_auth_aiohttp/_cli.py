@@ -1,5 +1,8 @@
 """The command line: ``google-auth-aiohttp`` (or ``python -m google_auth_aiohttp``).
 
+Start-up imports neither asyncio nor aiohttp nor google-auth: ``--version``
+and ``--help`` answer at once, and each command imports what it needs.
+
 ``request`` is an authorized curl, ``print-access-token`` and
 ``print-identity-token`` print a token as ``gcloud auth print-access-token``
 and ``print-identity-token`` do, ``demo`` runs against an embedded emulator.
@@ -7,7 +10,8 @@ Every failure is one line on standard error (``--debug`` adds the traceback),
 and exit codes tell failures apart:
 
 * 0: success;
-* 1: the server answered with a status that is not 2xx;
+* 1: the server answered with a status that is not 2xx (with
+  ``--no-location``, a 3xx not followed is an answer too);
 * 2: a usage error (arguments, the URL, the method, an output file);
 * 3: no credentials found, or they are invalid or were refused;
 * 4: a network error or a timeout.
@@ -16,7 +20,6 @@ and exit codes tell failures apart:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
@@ -24,9 +27,12 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from google_auth_aiohttp._version import __version__
+
+if TYPE_CHECKING:
+    from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -34,6 +40,16 @@ OK, HTTP_FAILURE, USAGE, CREDENTIALS, NETWORK = 0, 1, 2, 3, 4
 
 # RFC 9110's token: what a method may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+# What -v masks besides the credentials' own secret headers: other schemes'
+# credentials, cookies, and any header whose name says it holds a secret.
+_ALSO_SECRET = frozenset(
+    ("proxy-authorization", "cookie", "set-cookie", "x-goog-iap-jwt-assertion")
+)
+_SECRET_NAME = re.compile(
+    r"auth|token|key|secret|passw|cookie|session|assertion|credential|signature",
+    re.IGNORECASE,
+)
 
 
 class CommandError(Exception):
@@ -55,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
+    import asyncio  # after parsing: --version and --help exit without it
+
     try:
         if args.command == "demo":
             if args.requests < 1:
@@ -135,7 +153,14 @@ def _parser() -> argparse.ArgumentParser:
             "else, on standard output."
         ),
     )
-    identity.add_argument("--audience", required=True, metavar="AUDIENCE")
+    identity.add_argument(
+        "--audiences",
+        "--audience",
+        dest="audience",
+        required=True,
+        metavar="AUDIENCE",
+        help="who the token is for, one audience (gcloud's --audiences)",
+    )
 
     request = commands.add_parser(
         "request",
@@ -184,7 +209,34 @@ def _parser() -> argparse.ArgumentParser:
         "-s", "--silent", action="store_true", help="write no error message"
     )
     request.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help=(
+            "write each request sent and each response's status and headers "
+            "to standard error, credentials, cookies and keys masked, URLs "
+            "without their query"
+        ),
+    )
+    request.add_argument(
         "-o", "--output", metavar="FILE", help="write the body to FILE"
+    )
+    request.add_argument(
+        "-L",
+        "--location",
+        dest="location",
+        action="store_true",
+        default=True,
+        help=(
+            "follow redirects (the default, unlike curl's); the credentials go "
+            "only to the URL's own origin"
+        ),
+    )
+    request.add_argument(
+        "--no-location",
+        dest="location",
+        action="store_false",
+        help="do not follow redirects: a 3xx is the answer, exit status 0",
     )
     request.add_argument(
         "--max-time",
@@ -340,10 +392,12 @@ async def _request(args: argparse.Namespace) -> int:
                 url,
                 data=body,
                 headers=headers,
+                allow_redirects=args.location,
                 max_allowed_time=args.max_time,
+                middlewares=[_Verbose(credentials)] if args.verbose else [],
             ) as response,
         ):
-            failed = not 200 <= response.status < 300
+            failed = not _answered(response.status, args.location)
             if args.include:
                 _write_head(output, response)
             if not (failed and args.fail):
@@ -372,6 +426,73 @@ async def _request(args: argparse.Namespace) -> int:
             f"{method} {url.with_query(None)}: {response.status} {response.reason}",
         )
     return OK
+
+
+class _Verbose:
+    """``-v``: every request as it is sent, and its response's head.
+
+    A middleware after the auth flow, so it sees each send (redirect hops and
+    a re-send after a refresh included) with the headers the flow put on, and
+    shows none of their secrets.
+    """
+
+    def __init__(self, credentials: Any) -> None:
+        from google_auth_aiohttp._auth.origin import (
+            NOT_SECRET,
+            REDACTED,
+            SECRET_HEADERS,
+        )
+
+        self._credentials = credentials
+        self._secret = SECRET_HEADERS | _ALSO_SECRET
+        self._not_secret = NOT_SECRET
+        self._redacted = REDACTED
+
+    async def __call__(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> ClientResponse:
+        url = request.url
+        target = url.raw_path + ("?<query not shown>" if url.raw_query_string else "")
+        self._show(
+            ">", f"{request.method} {target} {_http(request.version)}", request.headers
+        )
+        response = await handler(request)
+        version = _http(response.version or request.version)
+        self._show(
+            "<", f"{version} {response.status} {response.reason}", response.headers
+        )
+        return response
+
+    def _show(self, mark: str, first: str, headers: Any) -> None:
+        lines = [first]
+        lines += [
+            f"{name}: {self._masked(name, value)}" for name, value in headers.items()
+        ]
+        print("".join(f"{mark} {line}\n" for line in lines) + mark, file=sys.stderr)
+
+    def _masked(self, name: str, value: str) -> str:
+        from google_auth_aiohttp._logging import scrub
+
+        lowered = name.lower()
+        secret = lowered not in self._not_secret and (
+            lowered in self._secret or _SECRET_NAME.search(lowered) is not None
+        )
+        # Whatever a header is called, the token is never shown.
+        token = getattr(self._credentials, "token", None)
+        if secret or (isinstance(token, str) and token and token in value):
+            return self._redacted
+        return scrub(value)
+
+
+def _http(version: Any) -> str:
+    return f"HTTP/{version.major}.{version.minor}"
+
+
+def _answered(status: int, followed_redirects: bool) -> bool:
+    """Whether ``status`` answers the request, or the command failed."""
+    if followed_redirects:
+        return 200 <= status < 300
+    return 200 <= status < 400
 
 
 def _network_reason(caught: BaseException, aiohttp: Any) -> str:
