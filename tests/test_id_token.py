@@ -14,6 +14,7 @@ from aiohttp import ClientSession, web
 from google.auth import exceptions
 
 from google_auth_aiohttp import Request, id_token
+from google_auth_aiohttp.id_token._verify import _cache_for
 from google_auth_aiohttp.testing import GoogleEmulator
 
 from .conftest import until
@@ -144,7 +145,7 @@ async def test_a_failed_fetch_reaches_the_caller_and_is_not_cached(
         with pytest.raises(exceptions.TransportError, match="failed moments ago"):
             await id_token.verify_token(token, request, certs_url=url)
         # ...and once that second has passed, the next verification succeeds.
-        id_token._cache_for(url).retry_at = time.monotonic()
+        _cache_for(url).retry_at = time.monotonic()
         claims = await id_token.verify_token(token, request, certs_url=url)
     assert claims["aud"] == AUDIENCE
     assert calls == [2]
@@ -255,7 +256,7 @@ async def test_a_caller_who_leaves_does_not_fail_the_others_certificate_fetch(
             leaver = asyncio.create_task(call())
             await asyncio.wait_for(asked.wait(), 5)  # its fetch is on its way
             others = [asyncio.create_task(call()) for _ in range(3)]
-            fetch = id_token._cache_for(certs_url).fetches
+            fetch = _cache_for(certs_url).fetches
 
             def waiting(count: int) -> bool:
                 flight = fetch.current()
@@ -410,7 +411,7 @@ async def test_a_failing_certificate_endpoint_with_no_keys_is_not_asked_by_every
     assert google.certs_requests == 1
     # Once that time has passed, the next verification fetches, and succeeds.
     google.certs_status = 200
-    id_token._cache_for(google.certs_url).retry_at = time.monotonic()
+    _cache_for(google.certs_url).retry_at = time.monotonic()
     assert (await _verify(google, token, audience=AUDIENCE))["aud"] == AUDIENCE
     assert google.certs_requests == 2
 
@@ -424,7 +425,7 @@ async def test_a_garbled_max_age_counts_as_a_day(
     for _ in range(10):
         assert (await _verify(google, token, audience=AUDIENCE))["aud"] == AUDIENCE
     assert google.certs_requests == 1  # cached, for MAX_AGE
-    cache = id_token._cache_for(google.certs_url)
+    cache = _cache_for(google.certs_url)
     assert cache.fresh_until - time.monotonic() <= id_token.MAX_AGE
 
 
