@@ -14,6 +14,8 @@ from aiohttp import ClientSession, web
 from google.auth import exceptions
 
 from google_auth_aiohttp import Request, id_token
+from google_auth_aiohttp.id_token import _fetch, _web
+from google_auth_aiohttp.id_token import _verify as verify_module
 from google_auth_aiohttp.id_token._verify import _cache_for
 from google_auth_aiohttp.testing import GoogleEmulator
 
@@ -336,6 +338,7 @@ async def test_a_stalled_refetch_holds_a_verification_at_most_a_second(
         )
         assert loop.time() - started < id_token.REVALIDATE_WAIT + 0.5
         assert all(claims["aud"] == AUDIENCE for claims in results)
+        assert google.certs_requests == 2  # the refetch that stalled
         google.certs_gate.open()
 
 
@@ -567,3 +570,50 @@ async def test_without_a_max_age_forged_key_ids_make_few_fetches(
         with pytest.raises(ValueError):
             await _verify(google, token)
     assert google.certs_requests <= 2
+
+
+async def test_a_constant_set_on_id_token_is_the_one_verification_uses(
+    google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(id_token, "UNKNOWN_KEY_COOLDOWN", 0)
+    await _verify(google, google.id_token(AUDIENCE))
+    for _ in range(3):
+        forged = google.id_token(AUDIENCE, key_id=secrets.token_hex(8))
+        with pytest.raises(ValueError):
+            await _verify(google, forged)
+    assert google.certs_requests == 4  # no cooldown: each unknown key id refetched
+
+
+async def test_a_constant_set_on_id_token_is_the_one_the_middleware_uses(
+    google: GoogleEmulator, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    monkeypatch.setattr(id_token, "RETRY_AFTER_FAILURE", 42.0)
+    app = web.Application(
+        middlewares=[id_token.middleware(AUDIENCE, certs_url=google.certs_url)]
+    )
+    app.router.add_get("/", handler)
+    url = await serve(app)
+    google.certs_status = 500
+    token = google.id_token(AUDIENCE)
+    async with (
+        ClientSession() as session,
+        session.get(url, headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "42"
+
+
+def test_the_submodules_keep_no_copy_of_id_tokens_constants() -> None:
+    # A copy would not see a value set on id_token, and only the constants
+    # that tests set would show it.
+    constants = {name for name in vars(id_token) if name.isupper()}
+    assert {
+        "MIN_FRESH",
+        "GOOGLE_OAUTH2_CERTS_URL",
+        "IAM_ID_TOKEN_ENDPOINT",
+    } <= constants
+    for module in (_fetch, verify_module, _web):
+        assert constants.isdisjoint(vars(module)), module.__name__
