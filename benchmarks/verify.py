@@ -24,6 +24,7 @@ from pathlib import Path
 import bench
 
 from google_auth_aiohttp import Request, id_token
+from google_auth_aiohttp.id_token._verify import _CACHES
 from google_auth_aiohttp.testing import GoogleEmulator
 
 TITLE = "## ID token verification"
@@ -52,7 +53,7 @@ async def _ours(token: str, certs_url: str, count: int, cold: bool) -> float:
         started = time.perf_counter()
         for _ in range(count):
             if cold:
-                id_token._CACHES.clear()
+                _CACHES.clear()
             await id_token.verify_token(
                 token, request, audience=AUDIENCE, certs_url=certs_url
             )

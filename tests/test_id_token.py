@@ -14,6 +14,9 @@ from aiohttp import ClientSession, web
 from google.auth import exceptions
 
 from google_auth_aiohttp import Request, id_token
+from google_auth_aiohttp.id_token import _fetch, _web
+from google_auth_aiohttp.id_token import _verify as verify_module
+from google_auth_aiohttp.id_token._verify import _cache_for
 from google_auth_aiohttp.testing import GoogleEmulator
 
 from .conftest import until
@@ -144,7 +147,7 @@ async def test_a_failed_fetch_reaches_the_caller_and_is_not_cached(
         with pytest.raises(exceptions.TransportError, match="failed moments ago"):
             await id_token.verify_token(token, request, certs_url=url)
         # ...and once that second has passed, the next verification succeeds.
-        id_token._cache_for(url).retry_at = time.monotonic()
+        _cache_for(url).retry_at = time.monotonic()
         claims = await id_token.verify_token(token, request, certs_url=url)
     assert claims["aud"] == AUDIENCE
     assert calls == [2]
@@ -255,7 +258,7 @@ async def test_a_caller_who_leaves_does_not_fail_the_others_certificate_fetch(
             leaver = asyncio.create_task(call())
             await asyncio.wait_for(asked.wait(), 5)  # its fetch is on its way
             others = [asyncio.create_task(call()) for _ in range(3)]
-            fetch = id_token._cache_for(certs_url).fetches
+            fetch = _cache_for(certs_url).fetches
 
             def waiting(count: int) -> bool:
                 flight = fetch.current()
@@ -335,6 +338,7 @@ async def test_a_stalled_refetch_holds_a_verification_at_most_a_second(
         )
         assert loop.time() - started < id_token.REVALIDATE_WAIT + 0.5
         assert all(claims["aud"] == AUDIENCE for claims in results)
+        assert google.certs_requests == 2  # the refetch that stalled
         google.certs_gate.open()
 
 
@@ -410,7 +414,7 @@ async def test_a_failing_certificate_endpoint_with_no_keys_is_not_asked_by_every
     assert google.certs_requests == 1
     # Once that time has passed, the next verification fetches, and succeeds.
     google.certs_status = 200
-    id_token._cache_for(google.certs_url).retry_at = time.monotonic()
+    _cache_for(google.certs_url).retry_at = time.monotonic()
     assert (await _verify(google, token, audience=AUDIENCE))["aud"] == AUDIENCE
     assert google.certs_requests == 2
 
@@ -424,7 +428,7 @@ async def test_a_garbled_max_age_counts_as_a_day(
     for _ in range(10):
         assert (await _verify(google, token, audience=AUDIENCE))["aud"] == AUDIENCE
     assert google.certs_requests == 1  # cached, for MAX_AGE
-    cache = id_token._cache_for(google.certs_url)
+    cache = _cache_for(google.certs_url)
     assert cache.fresh_until - time.monotonic() <= id_token.MAX_AGE
 
 
@@ -566,3 +570,50 @@ async def test_without_a_max_age_forged_key_ids_make_few_fetches(
         with pytest.raises(ValueError):
             await _verify(google, token)
     assert google.certs_requests <= 2
+
+
+async def test_a_constant_set_on_id_token_is_the_one_verification_uses(
+    google: GoogleEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(id_token, "UNKNOWN_KEY_COOLDOWN", 0)
+    await _verify(google, google.id_token(AUDIENCE))
+    for _ in range(3):
+        forged = google.id_token(AUDIENCE, key_id=secrets.token_hex(8))
+        with pytest.raises(ValueError):
+            await _verify(google, forged)
+    assert google.certs_requests == 4  # no cooldown: each unknown key id refetched
+
+
+async def test_a_constant_set_on_id_token_is_the_one_the_middleware_uses(
+    google: GoogleEmulator, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    monkeypatch.setattr(id_token, "RETRY_AFTER_FAILURE", 42.0)
+    app = web.Application(
+        middlewares=[id_token.middleware(AUDIENCE, certs_url=google.certs_url)]
+    )
+    app.router.add_get("/", handler)
+    url = await serve(app)
+    google.certs_status = 500
+    token = google.id_token(AUDIENCE)
+    async with (
+        ClientSession() as session,
+        session.get(url, headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "42"
+
+
+def test_the_submodules_keep_no_copy_of_id_tokens_constants() -> None:
+    # A copy would not see a value set on id_token, and only the constants
+    # that tests set would show it.
+    constants = {name for name in vars(id_token) if name.isupper()}
+    assert {
+        "MIN_FRESH",
+        "GOOGLE_OAUTH2_CERTS_URL",
+        "IAM_ID_TOKEN_ENDPOINT",
+    } <= constants
+    for module in (_fetch, verify_module, _web):
+        assert constants.isdisjoint(vars(module)), module.__name__

@@ -101,6 +101,9 @@ async def test_a_plain_install_gets_compute_engine_credentials(
     code, out = await _run(python, "-m", "pip", "list", "--format=freeze")
     installed = {line.split("==")[0].lower() for line in out.split()}
     assert "requests" in installed  # for google-auth's import, never for sending
+    modules = "from google_auth_aiohttp.id_token import _fetch, _verify, _web"
+    code, out = await _run(python, "-c", modules)
+    assert code == 0, out  # the wheel holds the id_token package
     script = tmp_path / "plain.py"
     script.write_text(SCRIPT)
     env = {
