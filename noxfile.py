@@ -7,38 +7,46 @@ import nox
 nox.options.sessions = ["tests", "tests_floors", "lint", "typecheck", "docs", "dist"]
 nox.options.error_on_missing_interpreters = False
 
+# .ci/run tests 3.11-3.13; GitHub Actions also 3.14 (.github/workflows/ci.yml).
 PYTHONS = ["3.11", "3.12", "3.13", "3.14"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def _groups(*names: str) -> tuple[str, ...]:
+    """A dependency group as requirements: nox's venvs need no pip >= 25.1."""
+    return nox.project.dependency_groups(PYPROJECT, *names)
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
+    session.install("-e", ".", *_groups("test"))
     session.run("python", "-m", "pytest", "-W", "error", *session.posargs)
 
 
 @nox.session(python="3.11")
 def tests_floors(session: nox.Session) -> None:
     """The suite on the lowest versions pyproject.toml declares."""
-    session.install("-c", "constraints/floors.txt", "-e", ".[test]")
+    session.install("-c", "constraints/floors.txt", "-e", ".", *_groups("test"))
     session.run("python", "-m", "pytest", "-W", "error", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install(*_groups("lint"))
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test]", "mypy")
+    session.install("-e", ".", *_groups("typecheck"))
     session.run("mypy")
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    session.install("-e", ".[docs]")
+    session.install("-e", ".", *_groups("docs"))
     session.run("sphinx-build", "-W", "-n", "-b", "html", "docs", "docs/_build/html")
 
 
@@ -73,7 +81,7 @@ def instructions(session: nox.Session) -> None:
 
 
 def _benchmark(session: nox.Session, script: str, report: str, *args: str) -> None:
-    session.install("-e", ".[bench]")
+    session.install("-e", ".", *_groups("bench"))
     session.run(
         "python",
         f"benchmarks/{script}",
