@@ -122,6 +122,7 @@ with warnings.catch_warnings():
                 "_flow",
                 "_lease",
                 "_mtls",
+                "_open",
                 "_refresh_settings",
                 "_retry",
                 "_total_timeout",
@@ -192,12 +193,16 @@ with warnings.catch_warnings():
             self._retry = retry
             self._after_auth = after_auth
             self._default_host = default_host
+            # Until close(): a plain attribute, where ClientSession.closed
+            # costs ~1,500 instructions a request (benchmarks/INSTRUCTIONS.md).
+            self._open = True
 
         async def __aenter__(self) -> AuthorizedSession:
             return self
 
         async def close(self) -> None:
             """Close the session; its connector once no refresh uses it any more."""
+            self._open = False
             if not self.closed:
                 await super().close()
                 await self._lease.release()
@@ -429,7 +434,7 @@ with warnings.catch_warnings():
             if (
                 kwargs
                 or self._mtls.context is not None
-                or self.closed
+                or not self._open
                 or self._total_timeout == NO_TIME
             ):
                 if data is not None:  # named by post(), put() and patch() only

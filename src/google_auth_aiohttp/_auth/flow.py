@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Awaitable, Collection, Mapping, MutableMapping
+from collections.abc import Collection, Mapping, MutableMapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -40,6 +40,7 @@ from google_auth_aiohttp._auth.origin import (
     SECRET_HEADERS,
     check_credentials_request,
     redact,
+    secret_names,
 )
 from google_auth_aiohttp._auth.refresh import Route, refresher_for, route_over
 from google_auth_aiohttp._body import can_resend
@@ -178,18 +179,19 @@ class AuthFlow:
             check_credentials_request(request)
             return await handler(request)
         added: Mapping[str, str] | None = None
-        fresh: tuple[Mapping[str, str], Any] | None
+        fresh: tuple[Mapping[str, str], Any, tuple[str, ...]] | None
         fresh = self._refresher.kept_headers()  # steady state: no google-auth
         try:
             if fresh is None:
                 fresh = await self._credentials_headers(request, limits)
                 _still_open(request)
-            added, sent_token = fresh
-            sent_cert = self._put_on(request, added)
+            added, sent_token, secrets = fresh
+            _merge_headers(request.headers, added)
+            sent_cert = None if self._mtls is None else self._mtls.cert
             try:
                 response = await handler(request)
             finally:
-                redact(request.headers, added)
+                redact(request.headers, secrets)
             if response.status in self._refresh_status_codes:
                 response = await self._refresh_and_resend(
                     request, handler, response, sent_token, sent_cert, limits
@@ -200,15 +202,6 @@ class AuthFlow:
             fresh = added = sent_token = None
             raise
         return response
-
-    def _put_on(self, request: ClientRequest, added: Mapping[str, str]) -> Any:
-        """Put the credentials' headers on ``request``.
-
-        Returns:
-            Optional[bytes]: The client certificate it goes out with, if any.
-        """
-        _merge_headers(request.headers, added)
-        return None if self._mtls is None else self._mtls.cert
 
     def secret_header_names(self) -> frozenset[str]:
         """The names of the secret headers the credentials add to requests."""
@@ -227,16 +220,22 @@ class AuthFlow:
                 self._routes[session] = route
         return route
 
-    def _credentials_headers(
+    async def _credentials_headers(
         self, request: ClientRequest, limits: CallLimits | None
-    ) -> Awaitable[tuple[MutableMapping[str, str], Any]]:
-        """The headers the credentials add, after any refresh needed, and the token."""
-        return self._refresher.headers(
+    ) -> tuple[MutableMapping[str, str], Any, tuple[str, ...]]:
+        """The headers the credentials add, after any refresh needed.
+
+        Returns:
+            Tuple[MutableMapping[str, str], Any, Tuple[str, ...]]: The headers,
+            the token in them and the names of the secret ones.
+        """
+        added, token = await self._refresher.headers(
             self._route(request.session),
             request.method,
             str(request.url),
             _waits_until(request, limits),
         )
+        return added, token, secret_names(added)
 
     def _must_resend(self, request: ClientRequest, response: ClientResponse) -> bool:
         """Whether a refresh may turn ``response`` into a better one."""
@@ -278,13 +277,16 @@ class AuthFlow:
                     sent_token,
                     _waits_until(request, limits),
                 )
-                added, sent_token = await self._credentials_headers(request, limits)
+                added, sent_token, secrets = await self._credentials_headers(
+                    request, limits
+                )
                 _still_open(request)
-                sent_cert = self._put_on(request, added)
+                _merge_headers(request.headers, added)
+                sent_cert = None if self._mtls is None else self._mtls.cert
                 try:
                     response = await handler(request)
                 finally:
-                    redact(request.headers, added)
+                    redact(request.headers, secrets)
             except BaseException:
                 added = sent_token = None  # as in send(): no secret in locals
                 raise

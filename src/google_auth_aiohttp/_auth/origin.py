@@ -94,8 +94,13 @@ def check_credentials_request(request: ClientRequest) -> None:
         )
 
 
-def redact(headers: CIMultiDict[Any], added: Mapping[str, str]) -> None:
-    """Blank the credentials' secrets in a sent request's headers.
+def secret_names(added: Mapping[str, str]) -> tuple[str, ...]:
+    """The names of the secrets among the headers credentials add."""
+    return tuple(name for name in added if name.lower() not in NOT_SECRET)
+
+
+def redact(headers: CIMultiDict[Any], secrets: tuple[str, ...]) -> None:
+    """Blank the credentials' secrets, named by ``secrets``, in a sent request.
 
     aiohttp's ``request_info`` (on the response, and in the
     ``ClientResponseError``, ``TooManyRedirects`` and ``WSServerHandshakeError``
@@ -104,8 +109,8 @@ def redact(headers: CIMultiDict[Any], added: Mapping[str, str]) -> None:
     The next send of the request (a re-send after a refresh, a retry) sets
     them again.
     """
-    for name in added:
-        if name not in NOT_SECRET and name in headers:
+    for name in secrets:
+        if name in headers:
             headers[name] = REDACTED
 
 

@@ -44,6 +44,7 @@ import aiohttp
 from google.auth import exceptions
 from google.auth.credentials import TokenState
 
+from google_auth_aiohttp._auth.origin import secret_names
 from google_auth_aiohttp._auth.single_flight import REFRESH_BUDGET, Flight, SingleFlight
 from google_auth_aiohttp._compat import REFRESH_THRESHOLD, utcnow
 from google_auth_aiohttp._credentials.adapters import (
@@ -155,12 +156,12 @@ def route_over(
 class _Kept:
     """Headers made for one token, reused until the token goes stale."""
 
-    __slots__ = ("expiry", "fresh_until", "pair", "token")
+    __slots__ = ("expiry", "fresh_until", "kept", "token")
 
     def __init__(
         self, headers: dict[str, str], token: Any, expiry: Any, fresh_until: float
     ) -> None:
-        self.pair = (headers, token)
+        self.kept = (headers, token, secret_names(headers))
         self.token = token
         self.expiry = expiry
         self.fresh_until = fresh_until  # time.monotonic()
@@ -209,11 +210,11 @@ class Refresher:
 
     # -- What the token's state is ------------------------------------------
 
-    def kept_headers(self) -> tuple[dict[str, str], Any] | None:
-        """The headers made for the current token and the token, while fresh.
+    def kept_headers(self) -> tuple[dict[str, str], Any, tuple[str, ...]] | None:
+        """The headers made for the current token, the token and its secrets' names.
 
-        The per-request path in the steady state: no google-auth call, no
-        allocation.
+        Returns them while the token is fresh: the per-request path in the
+        steady state, with no google-auth call and no allocation.
         """
         kept = self._memory.kept
         if kept is None:
@@ -224,13 +225,13 @@ class Refresher:
             and getattr(credentials, "expiry", None) is kept.expiry
             and time.monotonic() < kept.fresh_until
         ):
-            return kept.pair
+            return kept.kept
         return None
 
     def added_names(self) -> list[str]:
         """The lower-cased names of the headers last made for the credentials."""
         kept = self._memory.kept
-        return [] if kept is None else [name.lower() for name in kept.pair[0]]
+        return [] if kept is None else [name.lower() for name in kept.kept[0]]
 
     def state(self) -> TokenState:
         """Whether the token is fresh, stale (usable) or invalid."""
