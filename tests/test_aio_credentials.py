@@ -8,13 +8,16 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import google.auth
 import pytest
+from google.auth import transport as classic_transport
+from google.auth.aio.transport import aiohttp as aio_aiohttp
 from google.auth.aio.transport.sessions import AsyncAuthorizedSession
 from google.oauth2 import _service_account_async, service_account
 from google.oauth2 import credentials as user_credentials
 
-from google_auth_aiohttp import AioCredentials
+from google_auth_aiohttp import AioCredentials, Request
 from google_auth_aiohttp.testing import GoogleEmulator
 
 from .conftest import SCOPE, expire, make_stale, until
@@ -130,6 +133,36 @@ async def test_refresh_forces_one_and_apply_adds_the_headers(
         "x-goog-user-project": "billing-9",
     }
     assert google.token_requests == 2
+
+
+class _SyncTransport(classic_transport.Request):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("nothing is sent")
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (Request, r"a google_auth_aiohttp\.Request, a transport of google-auth's"),
+        (lambda session: _SyncTransport(), r"a tests\.test_aio_credentials\._Sync"),
+        (lambda session: session, r"an aiohttp\.ClientSession;"),
+    ],
+    ids=["ours", "a sync one", "a ClientSession"],
+)
+async def test_a_transport_of_the_classic_kind_is_a_clear_type_error(
+    google: GoogleEmulator, service_account_credentials: Any, make: Any, named: str
+) -> None:
+    wrapped = AioCredentials(service_account_credentials)
+    says = named + r".*pass google\.auth\.aio\.transport\.aiohttp\.Request\(session\)"
+    async with aiohttp.ClientSession() as session:
+        given = make(session)
+        with pytest.raises(TypeError, match=r"^AioCredentials\.refresh\(\) .*" + says):
+            await wrapped.refresh(given)
+        with pytest.raises(TypeError, match=r"^AioCredentials\.before_request\(\) "):
+            await wrapped.before_request(given, "GET", google.api_url("a"), {})
+        assert google.token_requests == 0  # refused before anything was sent
+        await wrapped.refresh(aio_aiohttp.Request(session))  # what it says works
+    assert wrapped.valid and google.token_requests == 1
 
 
 async def test_no_headers_mapping_is_a_clear_error(

@@ -16,12 +16,15 @@ import inspect
 from collections.abc import MutableMapping
 from typing import Any
 
+import aiohttp
+from google.auth import transport as classic_transport
 from google.auth.aio import credentials as aio_credentials
+from google.auth.aio import transport as aio_transport
 
 from google_auth_aiohttp._auth.refresh import Route, refresher_for
 from google_auth_aiohttp._compat import REFRESH_THRESHOLD, utcnow
 from google_auth_aiohttp._credentials.adapters import AioAdapter
-from google_auth_aiohttp._transport import AioTransport
+from google_auth_aiohttp._transport import AioTransport, Request
 
 
 class AioCredentials(aio_credentials.Credentials):
@@ -87,7 +90,8 @@ class AioCredentials(aio_credentials.Credentials):
         """The wrapped credentials' quota project, if any."""
         return getattr(self._adapter.credentials, "quota_project_id", None)
 
-    def _route(self, request: Any) -> Route:
+    def _route(self, request: Any, called: str) -> Route:
+        _check_aio_transport(request, called)
         if isinstance(self._adapter, AioAdapter):
             return Route(request)  # google.auth.aio credentials take it as it is
         return Route(AioTransport(request))
@@ -105,7 +109,9 @@ class AioCredentials(aio_credentials.Credentials):
             headers (MutableMapping[str, str]): The headers to add to.
 
         Raises:
-            TypeError: If ``headers`` is None.
+            TypeError: If ``headers`` is None, or ``request`` is no
+                ``google.auth.aio`` transport (a :class:`google_auth_aiohttp.Request`,
+                say).
         """
         if headers is None:
             raise TypeError(
@@ -114,7 +120,11 @@ class AioCredentials(aio_credentials.Credentials):
                 "when the call has no headers: pass headers={}, or upgrade."
             )
         await self._refresher.headers(
-            self._route(request), method, url, wait_until=None, into=headers
+            self._route(request, "before_request"),
+            method,
+            url,
+            wait_until=None,
+            into=headers,
         )
 
     async def refresh(self, request: Any) -> None:
@@ -122,8 +132,12 @@ class AioCredentials(aio_credentials.Credentials):
 
         Args:
             request (google.auth.aio.transport.Request): What it sends through.
+
+        Raises:
+            TypeError: If ``request`` is no ``google.auth.aio`` transport (a
+                :class:`google_auth_aiohttp.Request`, say).
         """
-        await self._refresher.refresh(self._route(request))
+        await self._refresher.refresh(self._route(request, "refresh"))
 
     async def apply(
         self, headers: MutableMapping[str, str], token: str | None = None
@@ -157,3 +171,34 @@ class AioCredentials(aio_credentials.Credentials):
         if name.startswith("__") or name in ("_adapter", "_refresher"):
             raise AttributeError(name)
         return getattr(self._adapter.credentials, name)
+
+
+def _check_aio_transport(request: Any, called: str) -> None:
+    """Refuse, before anything is sent, a transport of the classic kind.
+
+    A classic transport (ours, google-auth's sync or legacy async ones) is
+    called the same way but answers another kind of response, which a refresh
+    fails on deep inside google-auth, maybe an hour after the mistake: it is
+    refused at every call, whether a refresh is due or not. Anything else is
+    taken as a ``google.auth.aio`` transport, as google-auth takes it.
+    """
+    if isinstance(request, aio_transport.Request):
+        return
+    if isinstance(request, aiohttp.ClientSession):
+        given = "an aiohttp.ClientSession"
+    elif isinstance(request, classic_transport.Request):
+        kind = type(request)
+        name = (
+            "google_auth_aiohttp.Request"
+            if isinstance(request, Request)
+            else f"{kind.__module__}.{kind.__qualname__}"
+        )
+        given = f"a {name}, a transport of google-auth's classic kind"
+    else:
+        return
+    raise TypeError(
+        f"AioCredentials.{called}() was given {given}; google.auth.aio "
+        "credentials take a google.auth.aio transport: pass "
+        "google.auth.aio.transport.aiohttp.Request(session) instead, over the "
+        "same aiohttp session."
+    )

@@ -10,6 +10,7 @@ reached through ``_Forwarded``.
 
 from __future__ import annotations
 
+import asyncio
 import types
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar, cast, overload
@@ -17,7 +18,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 from aiohttp import web
 
 from . import _api, _certs, _iam, _metadata, _oauth2, _sts
-from ._accounts import Accounts
+from ._accounts import Accounts, shared_key_pair
 from ._state import CertsKnobs, Gate, IssuedToken, TokenKnobs, Tokens
 
 _T = TypeVar("_T")
@@ -205,9 +206,12 @@ class GoogleEmulator:
 
         Args:
             project_id (str): The ``project_id`` to put in the key.
-            new_key (bool): Make an RSA key of its own for this account; by
-                default every account of this emulator signs with one key
-                (under its own key id), which is made once.
+            new_key (bool): Make an RSA key of its own for this account,
+                which takes up to a few tenths of a second of the calling
+                thread (on an event loop, call this with
+                :func:`asyncio.to_thread`). By default every account signs
+                with one key, under a key id of its own, made in a worker
+                thread when the first emulator starts.
 
         Returns:
             Mapping[str, str]: Service-account key info, as in a JSON key file,
@@ -276,6 +280,11 @@ class GoogleEmulator:
 
     async def start(self) -> None:
         """Start serving on a free port."""
+        if not shared_key_pair.cache_info().currsize:
+            # Made in the first service_account_info() call, the key would
+            # hold the loop for up to 0.3 s; in a worker thread it does not
+            # (cryptography releases the GIL while it makes one).
+            await asyncio.to_thread(shared_key_pair)
         app = web.Application()
         app.router.add_post(_oauth2.PATH, self._oauth2.token)
         app.router.add_post(_sts.PATH, self._sts.exchange)
