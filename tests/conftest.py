@@ -10,6 +10,7 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,28 +26,48 @@ from google_auth_aiohttp.testing import GoogleEmulator
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
-_PLAIN_INSTALL: Any = None
+# One plain install per run, wherever its test runs: the directory is made by
+# the process that runs the session (under pytest-xdist, the controller), and
+# handed to every worker.
+_PLAIN_INSTALL_DIR = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        directory = Path(tempfile.mkdtemp(prefix="plain-install-"))
+        config.stash[_PLAIN_INSTALL_DIR] = directory
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist's controller tells each worker where the plain install is."""
+    node.workerinput["plain_install_dir"] = str(node.config.stash[_PLAIN_INSTALL_DIR])
+
+
+def _plain_install(config: pytest.Config) -> Any:
+    from .test_plain_install import PlainInstall
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return PlainInstall(Path(workerinput["plain_install_dir"]))
+    return PlainInstall(config.stash[_PLAIN_INSTALL_DIR])
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the plain install's venv now, if its test is to run."""
-    global _PLAIN_INSTALL
     if any("test_plain_install" in item.nodeid for item in session.items):
-        from .test_plain_install import PlainInstall
-
-        _PLAIN_INSTALL = PlainInstall()
+        _plain_install(session.config).start()
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _PLAIN_INSTALL is not None:
-        _PLAIN_INSTALL.remove()
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and _PLAIN_INSTALL_DIR in config.stash:
+        _plain_install(config).remove()
 
 
 @pytest.fixture
-def plain_install() -> Any:
+def plain_install(request: pytest.FixtureRequest) -> Any:
     """The fresh venv with the package installed alone (started at collection)."""
-    assert _PLAIN_INSTALL is not None
-    return _PLAIN_INSTALL
+    return _plain_install(request.config)
 
 
 def _free_port() -> int:
