@@ -220,6 +220,44 @@ async def until(condition: Any, what: str, within: float = 5.0) -> None:
         await asyncio.sleep(0)
 
 
+class LoopClock:
+    """The running loop's clock, made to jump: what is due in seconds fires now.
+
+    asyncio's timers (``call_at``, ``asyncio.timeout``, aiohttp's timeouts,
+    the single flight's hedges) all read ``loop.time()``; token expiries and
+    the hedge budgets read other clocks and do not move.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._real = loop.time
+        self._ahead = 0.0
+        loop.time = self.time  # type: ignore[method-assign]
+
+    def time(self) -> float:
+        """The loop's time: its own, plus every :meth:`advance` so far."""
+        return self._real() + self._ahead
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock on, and return once every timer due by then has fired."""
+        self._ahead += seconds
+        fired = self._loop.create_future()
+        # Timers fire in the order they are due: this one after all the others.
+        self._loop.call_at(self.time(), fired.set_result, None)
+        await fired
+
+    def restore(self) -> None:
+        del self._loop.time
+
+
+@pytest.fixture
+async def loop_clock() -> AsyncIterator[LoopClock]:
+    """The test's event loop's clock, which the test moves on (see LoopClock)."""
+    clock = LoopClock(asyncio.get_running_loop())
+    yield clock
+    clock.restore()
+
+
 def impersonated(google: GoogleEmulator, source_info: dict[str, str]) -> Any:
     """Sync credentials impersonating a service account through the emulator's IAM."""
     from google.auth import impersonated_credentials
