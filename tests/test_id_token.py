@@ -53,8 +53,9 @@ async def test_after_max_age_one_refetch_serves_concurrent_verifications(
     google.certs_max_age = 1
     token = google.id_token(AUDIENCE)
     await _verify(google, token)
-    await asyncio.sleep(1.1)
-    google.token_delay = 0  # (the certificates endpoint has no delay of its own)
+    cache = _cache_for(google.certs_url)
+    assert 0 < cache.fresh_until - time.monotonic() <= 1  # max-age=1
+    cache.fresh_until = time.monotonic()  # the second has passed
     await asyncio.gather(*(_verify(google, token) for _ in range(20)))
     assert google.certs_requests == 2
 
@@ -292,8 +293,13 @@ async def test_tokens_of_a_rotated_key_that_arrive_during_the_refetch_all_verify
             for t in tokens
         ]
         await google.certs_gate.arrived(2)
-        for _ in range(5):
-            await asyncio.sleep(0)  # every verification reaches its wait
+        fetches = _cache_for(google.certs_url).fetches
+
+        def all_wait() -> bool:
+            flight = fetches.current()
+            return flight is not None and len(flight._waiters) == len(tokens)
+
+        await until(all_wait, "every verification waits for the one refetch")
         google.certs_gate.open()
         results = await asyncio.gather(*verifying, return_exceptions=True)
     assert [r for r in results if isinstance(r, BaseException)] == []
