@@ -10,6 +10,7 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,28 +26,48 @@ from google_auth_aiohttp.testing import GoogleEmulator
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
-_PLAIN_INSTALL: Any = None
+# One plain install per run, wherever its test runs: the directory is made by
+# the process that runs the session (under pytest-xdist, the controller), and
+# handed to every worker.
+_PLAIN_INSTALL_DIR = pytest.StashKey[Path]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        directory = Path(tempfile.mkdtemp(prefix="plain-install-"))
+        config.stash[_PLAIN_INSTALL_DIR] = directory
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist's controller tells each worker where the plain install is."""
+    node.workerinput["plain_install_dir"] = str(node.config.stash[_PLAIN_INSTALL_DIR])
+
+
+def _plain_install(config: pytest.Config) -> Any:
+    from .test_plain_install import PlainInstall
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return PlainInstall(Path(workerinput["plain_install_dir"]))
+    return PlainInstall(config.stash[_PLAIN_INSTALL_DIR])
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the plain install's venv now, if its test is to run."""
-    global _PLAIN_INSTALL
     if any("test_plain_install" in item.nodeid for item in session.items):
-        from .test_plain_install import PlainInstall
-
-        _PLAIN_INSTALL = PlainInstall()
+        _plain_install(session.config).start()
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    if _PLAIN_INSTALL is not None:
-        _PLAIN_INSTALL.remove()
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and _PLAIN_INSTALL_DIR in config.stash:
+        _plain_install(config).remove()
 
 
 @pytest.fixture
-def plain_install() -> Any:
+def plain_install(request: pytest.FixtureRequest) -> Any:
     """The fresh venv with the package installed alone (started at collection)."""
-    assert _PLAIN_INSTALL is not None
-    return _PLAIN_INSTALL
+    return _plain_install(request.config)
 
 
 def _free_port() -> int:
@@ -197,6 +218,44 @@ async def until(condition: Any, what: str, within: float = 5.0) -> None:
         if loop.time() > ends:
             raise AssertionError(f"never: {what}")
         await asyncio.sleep(0)
+
+
+class LoopClock:
+    """The running loop's clock, made to jump: what is due in seconds fires now.
+
+    asyncio's timers (``call_at``, ``asyncio.timeout``, aiohttp's timeouts,
+    the single flight's hedges) all read ``loop.time()``; token expiries and
+    the hedge budgets read other clocks and do not move.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._real = loop.time
+        self._ahead = 0.0
+        loop.time = self.time  # type: ignore[method-assign]
+
+    def time(self) -> float:
+        """The loop's time: its own, plus every :meth:`advance` so far."""
+        return self._real() + self._ahead
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock on, and return once every timer due by then has fired."""
+        self._ahead += seconds
+        fired = self._loop.create_future()
+        # Timers fire in the order they are due: this one after all the others.
+        self._loop.call_at(self.time(), fired.set_result, None)
+        await fired
+
+    def restore(self) -> None:
+        del self._loop.time
+
+
+@pytest.fixture
+async def loop_clock() -> AsyncIterator[LoopClock]:
+    """The test's event loop's clock, which the test moves on (see LoopClock)."""
+    clock = LoopClock(asyncio.get_running_loop())
+    yield clock
+    clock.restore()
 
 
 def impersonated(google: GoogleEmulator, source_info: dict[str, str]) -> Any:

@@ -22,10 +22,11 @@ from google.oauth2 import _service_account_async, service_account
 
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession, Request
 from google_auth_aiohttp._auth import single_flight as _single_flight
+from google_auth_aiohttp._auth.refresh import refresher_for
 from google_auth_aiohttp._credentials import threads as _sync_transport
 from google_auth_aiohttp.testing import GoogleEmulator
 
-from .conftest import SCOPE, expire, make_stale, until
+from .conftest import SCOPE, LoopClock, expire, make_stale, until
 
 FAMILIES = {
     "async": _service_account_async.Credentials,
@@ -59,44 +60,56 @@ def _our_threads() -> int:
 
 
 async def test_a_lost_token_request_holds_callers_no_longer_than_their_timeout(
-    google: GoogleEmulator, family: Any, monkeypatch: pytest.MonkeyPatch
+    google: GoogleEmulator, family: Any, loop_clock: LoopClock
 ) -> None:
-    monkeypatch.setattr(_single_flight, "HEDGE_AFTER", 0.3)  # the default is 3 s
     credentials = _credentials(google, family)
     loop = asyncio.get_running_loop()
     async with AuthorizedSession(credentials) as session:
         google.token_gate.close()  # the token endpoint stalls: requests are lost
         started = loop.time()
+        caller = asyncio.create_task(_status(session, google.api_url("a"), timeout=5))
+        await google.token_gate.arrived(1)
+        await loop_clock.advance(3)  # the default hedge...
+        await google.token_gate.arrived(2)  # ...is lost too
+        await loop_clock.advance(1.5)
+        assert not caller.done()
+        # The last half second runs on the real clock: our bound fires 20 ms
+        # before aiohttp's own, which a jump would fire together.
         with pytest.raises(exceptions.TransportError) as caught:
-            await _status(session, google.api_url("a"), timeout=1)
-        waited = loop.time() - started
+            await caller
         # Its own timeout, not the transport's 180 s; and an error that says
         # what timed out and where.
-        assert 0.9 < waited < 1.5
+        assert loop.time() - started < 5.5
         assert isinstance(caught.value, TimeoutError)
         message = str(caught.value)
         assert "Credentials to get a token" in message
         assert f"POST {google.token_uri}" in message
-        assert google.token_gate.arrivals >= 2  # the lost one, and its hedge
         google.token_gate.open(release_held=False)  # healthy again; lost stay lost
+        recovering = asyncio.create_task(_status(session, google.api_url("b")))
+        # Past when a newcomer's hedge is due: 3 s after the newest attempt.
+        await loop_clock.advance(1.5)
         started = loop.time()
-        assert await asyncio.wait_for(_status(session, google.api_url("b")), 5) == 200
-        assert loop.time() - started < 1.0  # about one round trip after a hedge
+        assert await asyncio.wait_for(recovering, 5) == 200
+        assert loop.time() - started < 1.0  # about one round trip after the hedge
+    assert google.token_requests == 3
 
 
 async def test_with_default_settings_a_stalled_refresh_is_hedged_after_three_seconds(
-    google: GoogleEmulator,
+    google: GoogleEmulator, loop_clock: LoopClock
 ) -> None:
     credentials = _credentials(google)
-    loop = asyncio.get_running_loop()
     async with AuthorizedSession(credentials) as session:
         google.token_gate.close()
         waiting = asyncio.create_task(_status(session, google.api_url("a")))
         await google.token_gate.arrived(1)
-        started = loop.time()
         google.token_gate.open(release_held=False)  # the first one is lost
+        [flight] = [refresher_for(credentials)._memory.flight.current()]
+        assert flight is not None
+        await loop_clock.advance(2.9)
+        assert len(flight.notes) == 1  # no hedge yet
+        await loop_clock.advance(0.2)
+        assert len(flight.notes) == 2  # the hedge, at 3 s
         assert await asyncio.wait_for(waiting, 10) == 200
-        assert 2.0 < loop.time() - started < 4.0  # the hedge, at 3 s
     assert google.token_requests == 2
 
 
@@ -425,11 +438,13 @@ async def test_stalled_tenants_do_not_spend_the_hedges_of_a_healthy_one(
         stalled.token_gate.close()
         stalled_sessions = [AuthorizedSession(_credentials(stalled)) for _ in range(8)]
         waiting = [
-            asyncio.create_task(_status(s, stalled.api_url("t"), timeout=2))
+            asyncio.create_task(_status(s, stalled.api_url("t"), timeout=1))
             for s in stalled_sessions
         ]
-        await asyncio.gather(*waiting, return_exceptions=True)  # 2 s of hedging
-        # Each stalled tenant spent its own three hedges at most.
+        # 1 s of hedging: each would make four hedges (at 0.05, 0.15, 0.35 and
+        # 0.75 s) if its own budget let it...
+        await asyncio.gather(*waiting, return_exceptions=True)
+        # ...but each stalled tenant spent its own three hedges at most.
         assert stalled.token_gate.arrivals <= 8 * 4
         async with AuthorizedSession(_credentials(google)) as session:
             google.token_gate.close()

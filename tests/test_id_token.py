@@ -53,8 +53,9 @@ async def test_after_max_age_one_refetch_serves_concurrent_verifications(
     google.certs_max_age = 1
     token = google.id_token(AUDIENCE)
     await _verify(google, token)
-    await asyncio.sleep(1.1)
-    google.token_delay = 0  # (the certificates endpoint has no delay of its own)
+    cache = _cache_for(google.certs_url)
+    assert 0 < cache.fresh_until - time.monotonic() <= 1  # max-age=1
+    cache.fresh_until = time.monotonic()  # the second has passed
     await asyncio.gather(*(_verify(google, token) for _ in range(20)))
     assert google.certs_requests == 2
 
@@ -292,8 +293,13 @@ async def test_tokens_of_a_rotated_key_that_arrive_during_the_refetch_all_verify
             for t in tokens
         ]
         await google.certs_gate.arrived(2)
-        for _ in range(5):
-            await asyncio.sleep(0)  # every verification reaches its wait
+        fetches = _cache_for(google.certs_url).fetches
+
+        def all_wait() -> bool:
+            flight = fetches.current()
+            return flight is not None and len(flight._waiters) == len(tokens)
+
+        await until(all_wait, "every verification waits for the one refetch")
         google.certs_gate.open()
         results = await asyncio.gather(*verifying, return_exceptions=True)
     assert [r for r in results if isinstance(r, BaseException)] == []
@@ -376,12 +382,23 @@ async def test_after_a_stalled_certificate_endpoint_recovers_the_next_caller_is_
         assert (await first)["aud"] == AUDIENCE
 
 
+@pytest.mark.parametrize(
+    ("constant", "retry_after"),
+    [(None, "5"), (42.0, "42")],
+    ids=["default", "set-on-id_token"],
+)
 async def test_the_middleware_answers_503_when_no_keys_can_be_had(
-    google: GoogleEmulator, serve: Any
+    google: GoogleEmulator,
+    serve: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    constant: float | None,
+    retry_after: str,
 ) -> None:
     async def handler(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    if constant is not None:  # a constant set on id_token is the one it uses
+        monkeypatch.setattr(id_token, "RETRY_AFTER_FAILURE", constant)
     app = web.Application(
         middlewares=[id_token.middleware(AUDIENCE, certs_url=google.certs_url)]
     )
@@ -394,7 +411,7 @@ async def test_the_middleware_answers_503_when_no_keys_can_be_had(
         session.get(url, headers={"Authorization": f"Bearer {token}"}) as response,
     ):
         assert response.status == 503
-        assert response.headers["Retry-After"] == "5"
+        assert response.headers["Retry-After"] == retry_after
         body = await response.json()
     assert body == {
         "error": "temporarily_unavailable",
@@ -582,28 +599,6 @@ async def test_a_constant_set_on_id_token_is_the_one_verification_uses(
         with pytest.raises(ValueError):
             await _verify(google, forged)
     assert google.certs_requests == 4  # no cooldown: each unknown key id refetched
-
-
-async def test_a_constant_set_on_id_token_is_the_one_the_middleware_uses(
-    google: GoogleEmulator, serve: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def handler(request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    monkeypatch.setattr(id_token, "RETRY_AFTER_FAILURE", 42.0)
-    app = web.Application(
-        middlewares=[id_token.middleware(AUDIENCE, certs_url=google.certs_url)]
-    )
-    app.router.add_get("/", handler)
-    url = await serve(app)
-    google.certs_status = 500
-    token = google.id_token(AUDIENCE)
-    async with (
-        ClientSession() as session,
-        session.get(url, headers={"Authorization": f"Bearer {token}"}) as response,
-    ):
-        assert response.status == 503
-        assert response.headers["Retry-After"] == "42"
 
 
 def test_the_submodules_keep_no_copy_of_id_tokens_constants() -> None:

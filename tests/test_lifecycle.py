@@ -104,7 +104,11 @@ _LEAVE_MID_REFRESH = textwrap.dedent(
         google.token_delay = 30  # the background refresh is stuck
         async with AuthorizedSession(creds) as session:
             assert (await session.get(google.api_url("b"))).status == 200
-        await asyncio.sleep(0.2)
+        # It is in flight, at the token endpoint, as the loop goes away.
+        arrived = google.token_gate.arrived(2)
+        await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(arrived, server_loop)
+        )
 
     asyncio.run(main())
     print("done", flush=True)

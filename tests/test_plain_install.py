@@ -9,12 +9,14 @@ there against the emulator's metadata server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -63,32 +65,66 @@ async def _run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]
 class PlainInstall:
     """A fresh virtual environment with the package installed alone.
 
-    Made in another process from the moment the suite is collected (pip takes
-    ~25 s, most of it waiting on the registry), so that the test finds it
-    ready or nearly so instead of the suite waiting for it.
+    Built once per run in ``directory``, in the background from the moment
+    the suite is collected (pip takes ~15-25 s), so that the test finds it
+    ready or nearly so instead of the suite waiting for it. Under
+    pytest-xdist every worker collects the test and calls :meth:`start`: the
+    first to claim the directory builds, the others find it claimed. The
+    build holds a lock on :attr:`_lock` until it ends, which :meth:`ready`
+    waits on, whichever process started it.
     """
 
-    def __init__(self) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="plain-install-"))
-        self.python = self.directory / "venv" / "bin" / "python"
-        self.log = self.directory / "install.log"
-        make = [sys.executable, "-m", "venv", str(self.python.parent.parent)]
-        install = [str(self.python), "-m", "pip", "install", "--quiet"]
-        install += ["--disable-pip-version-check", str(ROOT)]
-        commands = f"{shlex.join(make)} && {shlex.join(install)}"
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                ["sh", "-c", commands], stdout=log, stderr=subprocess.STDOUT
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.python = directory / "venv" / "bin" / "python"
+        self.log = directory / "install.log"
+        self._lock = directory / "building"
+        self._code = directory / "exit-code"
+        self._group = directory / "process-group"
+
+    def start(self) -> None:
+        """Start the build in the background, unless a process of the run has."""
+        claim = self.directory / f"claim-{os.getpid()}"
+        with claim.open("wb") as held:
+            # Locked before it is the claim: nobody sees the claim unlocked.
+            fcntl.flock(held, fcntl.LOCK_EX)
+            try:
+                os.link(claim, self._lock)
+            except FileExistsError:
+                return  # another process builds
+            finally:
+                claim.unlink()
+            make = [sys.executable, "-m", "venv", str(self.python.parent.parent)]
+            install = [str(self.python), "-m", "pip", "install", "--quiet"]
+            install += ["--disable-pip-version-check", str(ROOT)]
+            build = f"{shlex.join(make)} && {shlex.join(install)}"
+            code, log = shlex.quote(str(self._code)), shlex.quote(str(self.log))
+            # The build outlives the shell, which returns at once; it keeps
+            # the lock (the inherited descriptor) until it has written its code.
+            starter = subprocess.Popen(
+                ["sh", "-c", f"({build}; echo $? > {code}) > {log} 2>&1 &"],
+                start_new_session=True,
+                pass_fds=[held.fileno()],
             )
+            starter.wait()
+            self._group.write_text(str(starter.pid))
 
     async def ready(self) -> tuple[int, str]:
-        code = await asyncio.to_thread(self.process.wait, 600)
-        return code, self.log.read_text()
+        """Wait for the build to end; return its exit code and its output."""
+
+        def wait() -> int:
+            with self._lock.open("rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_SH)
+            return int(self._code.read_text()) if self._code.exists() else -1
+
+        code = await asyncio.wait_for(asyncio.to_thread(wait), 600)
+        return code, self.log.read_text() if self.log.exists() else ""
 
     def remove(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        """Stop the build if it still runs, and remove the directory."""
+        if self._group.exists() and not self._code.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(self._group.read_text()), signal.SIGKILL)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

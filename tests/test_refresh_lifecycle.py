@@ -7,8 +7,8 @@ import concurrent.futures
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -18,6 +18,7 @@ from google.auth.credentials import TokenState
 from google.oauth2 import _service_account_async, service_account
 
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
+from google_auth_aiohttp._auth.refresh import refresher_for
 from google_auth_aiohttp._credentials import threads as _sync_transport
 from google_auth_aiohttp.testing import GoogleEmulator
 
@@ -39,8 +40,21 @@ async def _status(session: aiohttp.ClientSession, url: str) -> int:
         return response.status
 
 
+@dataclass
+class Threaded:
+    """An emulator running on ``loop``, in another thread."""
+
+    google: GoogleEmulator
+    loop: asyncio.AbstractEventLoop
+
+    async def token_requests_arrived(self, count: int) -> None:
+        """``token_gate.arrived(count)``, awaited from any event loop."""
+        arrived = self.google.token_gate.arrived(count)
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(arrived, self.loop))
+
+
 @pytest.fixture
-def threaded_google() -> Iterator[GoogleEmulator]:
+def threaded_google() -> Iterator[Threaded]:
     """An emulator on a loop of its own, in a thread: it outlives test loops."""
     loop = asyncio.new_event_loop()
     emulator = GoogleEmulator()
@@ -48,7 +62,7 @@ def threaded_google() -> Iterator[GoogleEmulator]:
     thread.start()
     asyncio.run_coroutine_threadsafe(emulator.start(), loop).result(10)
     try:
-        yield emulator
+        yield Threaded(emulator, loop)
     finally:
         asyncio.run_coroutine_threadsafe(emulator.close(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
@@ -103,21 +117,23 @@ async def test_one_session_per_call_renews_a_stale_token_in_the_background(
     credentials = family.from_service_account_info(
         google.service_account_info(), scopes=[SCOPE]
     )
-    loop = asyncio.get_running_loop()
-    async with AuthorizedSession(credentials) as session:
-        assert await _status(session, google.api_url("warm")) == 200
+
+    async def one_call(i: int) -> int:
+        async with AuthorizedSession(credentials) as session:  # one per call
+            return await asyncio.wait_for(_status(session, google.api_url(f"c{i}")), 5)
+
+    assert await one_call(0) == 200
     old_token = credentials.token
     make_stale(credentials)
-    google.token_delay = 0.3
-    slowest = 0.0
-    for i in range(12):
-        started = loop.time()
-        async with AuthorizedSession(credentials) as session:  # one per call
-            assert await _status(session, google.api_url(f"c{i}")) == 200
-        slowest = max(slowest, loop.time() - started)
-        await asyncio.sleep(0.05)
-    assert slowest < 0.25  # nobody waited for the 0.3 s token request
-    assert credentials.token != old_token  # renewed before it expired
+    google.token_gate.close()  # the background refresh is held...
+    for i in range(1, 7):
+        assert await one_call(i) == 200  # ...and nobody waits for it
+    await google.token_gate.arrived(2)
+    assert google.token_gate.held == 1  # one refresh, outliving six sessions
+    google.token_gate.open()
+    await until(lambda: credentials.token != old_token, "a renewed token")
+    for i in range(7, 13):
+        assert await one_call(i) == 200
     assert credentials.token_state is TokenState.FRESH
     assert google.token_requests == 2
     assert "Background refresh failed" not in caplog.text
@@ -128,23 +144,23 @@ async def test_one_session_per_call_renews_a_stale_token_in_the_background(
 
 
 def test_a_loop_closed_mid_refresh_leaves_nothing_stuck(
-    threaded_google: GoogleEmulator, family: Any
+    threaded_google: Threaded, family: Any
 ) -> None:
-    google = threaded_google
+    google = threaded_google.google
     credentials = family.from_service_account_info(
         google.service_account_info(), scopes=[SCOPE]
     )
-    returned: list[float] = []
+    returned = threading.Event()
     if family is service_account.Credentials:
         refresh = credentials.refresh
 
-        def timed_refresh(request: Any) -> None:
+        def announced_refresh(request: Any) -> None:
             try:
                 refresh(request)
             finally:
-                returned.append(time.monotonic())
+                returned.set()
 
-        credentials.refresh = timed_refresh
+        credentials.refresh = announced_refresh
 
     async def warm() -> None:
         async with AuthorizedSession(credentials) as session:
@@ -155,17 +171,14 @@ def test_a_loop_closed_mid_refresh_leaves_nothing_stuck(
         google.token_delay = 5
         async with AuthorizedSession(credentials) as session:
             assert await _status(session, google.api_url("stale")) == 200
-        await asyncio.sleep(0.2)  # the refresh is in flight as the loop closes
+        # The refresh is in flight (held 5 s at the endpoint) as the loop closes.
+        await threaded_google.token_requests_arrived(2)
 
     asyncio.run(warm())
     returned.clear()
     asyncio.run(leave_during_a_background_refresh())
-    closed_at = time.monotonic()
     if family is service_account.Credentials:
-        deadline = closed_at + 1
-        while not returned and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert returned and returned[0] - closed_at < 1  # the thread returned
+        assert returned.wait(1)  # the thread returned within a second of the close
 
     google.token_delay = 0.3
     before = google.token_requests
@@ -195,9 +208,9 @@ def test_a_loop_closed_mid_refresh_leaves_nothing_stuck(
 
 
 def test_two_loops_in_two_threads_each_share_one_refresh(
-    threaded_google: GoogleEmulator, family: Any
+    threaded_google: Threaded, family: Any
 ) -> None:
-    google = threaded_google
+    google = threaded_google.google
     credentials = family.from_service_account_info(
         google.service_account_info(), scopes=[SCOPE]
     )
@@ -228,31 +241,31 @@ async def test_timed_out_sync_refreshes_leave_no_thread_behind(
     credentials = service_account.Credentials.from_service_account_info(
         service_account_info, scopes=[SCOPE]
     )
-    in_refresh = [0]
+    loop = asyncio.get_running_loop()
+    returned = asyncio.Event()
     refresh = credentials.refresh
 
-    def counted_refresh(request: Any) -> None:
-        in_refresh[0] += 1
+    def announced_refresh(request: Any) -> None:
         try:
             refresh(request)
         finally:
-            in_refresh[0] -= 1
+            loop.call_soon_threadsafe(returned.set)
 
-    credentials.refresh = counted_refresh
-    loop = asyncio.get_running_loop()
-    google.token_delay = 60  # stalled
-    async with AuthorizedSession(credentials, refresh_timeout=0.2) as session:
+    credentials.refresh = announced_refresh
+    google.token_gate.close()  # stalled
+    async with AuthorizedSession(credentials, refresh_timeout=0.05) as session:
         for i in range(12):
+            returned.clear()
             with pytest.raises(exceptions.TransportError, match="refresh_timeout"):
                 await session.get(google.api_url(f"t{i}"))
-            gave_up = loop.time()
-            while in_refresh[0]:  # the worker thread returns...
-                assert loop.time() - gave_up < 1  # ...within a second
-                await asyncio.sleep(0.02)
+            # The worker thread returns within a second, and ends.
+            await asyncio.wait_for(returned.wait(), 1)
+            await until(lambda: _our_threads() == 0, "the thread ended", within=1)
             # The loop's default executor is free for everything else.
             assert await asyncio.wait_for(asyncio.to_thread(lambda: 7), 1) == 7
-        google.token_delay = 0  # the endpoint recovers
+        google.token_gate.open()  # the endpoint recovers
         assert await _status(session, google.api_url("ok")) == 200
+    assert google.token_gate.arrivals == 13  # no retry behind the caller's back
 
 
 # -- Nothing left behind --------------------------------------------------------
@@ -272,31 +285,48 @@ async def test_threads_tasks_and_descriptors_stay_flat_over_200_sessions(
     credentials = family.from_service_account_info(
         google.service_account_info(), scopes=[SCOPE]
     )
+    flights = refresher_for(credentials)._memory.flight
+    timed_out: list[int] = []
 
     async def one_session(i: int) -> None:
-        async with AuthorizedSession(credentials, refresh_timeout=0.3) as session:
-            kind = i % 4
+        kind = i % 4
+        stalls = kind == 3 and i % 20 == 3
+        # Only the stalled one has a short refresh_timeout: a healthy refresh
+        # on a busy machine may take longer than it.
+        timeout = 0.05 if stalls else None
+        async with AuthorizedSession(credentials, refresh_timeout=timeout) as session:
             if kind == 1:
                 make_stale(credentials)
             elif kind == 2:
                 google.revoke_all()
-            elif kind == 3 and i % 20 == 3:
+            elif stalls:
                 expire(credentials)
-                google.token_delay = 1  # this refresh times out
+                google.token_gate.close()  # this refresh times out
             try:
-                await _status(session, google.api_url(f"l{i}"))
+                assert await _status(session, google.api_url(f"l{i}")) == 200
             except exceptions.TransportError:
-                pass
+                timed_out.append(i)
             finally:
-                google.token_delay = 0
+                google.token_gate.open()  # what it held goes on, to nobody
+
+    def settled() -> bool:
+        return flights.current() is None and _our_threads() == 0
 
     for i in range(20):  # warm up: pools, threads, caches
         await one_session(i)
-    await asyncio.sleep(0.5)
+    await until(settled, "the warm-up's refreshes and threads ended")
     fds, threads, tasks = _open_fds(), _our_threads(), len(asyncio.all_tasks())
     for i in range(20, 220):
         await one_session(i)
-    await asyncio.sleep(1.2)  # background refreshes and timed-out threads end
-    assert _open_fds() <= fds + 2
-    assert _our_threads() <= threads
-    assert len(asyncio.all_tasks()) <= tasks
+    assert timed_out == list(range(3, 220, 20))  # and every other call was a 200
+
+    def flat() -> bool:
+        return (
+            settled()
+            and _open_fds() <= fds + 2
+            and _our_threads() <= threads
+            and len(asyncio.all_tasks()) <= tasks
+        )
+
+    # Background refreshes, timed-out threads and closed connections end.
+    await until(flat, "threads, tasks and descriptors back to where they were")
