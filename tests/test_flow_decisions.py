@@ -571,8 +571,10 @@ def test_redact_blanks_the_secrets_and_keeps_the_rest() -> None:
     headers: CIMultiDict[str] = CIMultiDict(
         {"Authorization": "Bearer t", "x-goog-api-key": "k", "x-goog-user-project": "p"}
     )
-    added = {"authorization": "Bearer t", "x-goog-user-project": "p"}
-    _origin.redact(headers, added)
+    added = {"Authorization": "Bearer t", "X-Goog-User-Project": "p"}
+    secrets = _origin.secret_names(added)
+    assert secrets == ("Authorization",)  # whatever the case of the names
+    _origin.redact(headers, secrets)
     assert headers["Authorization"] == _origin.REDACTED
     assert headers["x-goog-user-project"] == "p"
     assert headers["x-goog-api-key"] == "k"  # not added by the credentials: untouched
