@@ -521,7 +521,15 @@ class _Call:
     its first request, or its ``max_allowed_time``.
     """
 
-    __slots__ = ("_asked", "_deadline", "_flow", "_proxy", "_started", "_total")
+    __slots__ = (
+        "_asked",
+        "_deadline",
+        "_first",
+        "_flow",
+        "_proxy",
+        "_started",
+        "_total",
+    )
 
     def __init__(
         self, flow: AuthFlow, deadline: float | None, total: float | None
@@ -529,6 +537,7 @@ class _Call:
         self._flow = flow
         self._deadline = deadline
         self._total = total
+        self._first: URL | None = None
         self._asked: URL | None = None
         self._proxy: URL | None = None
         # Made before aiohttp starts the call's timer (and awaits its trace
@@ -538,13 +547,24 @@ class _Call:
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
     ) -> Awaitable[aiohttp.ClientResponse]:
-        asked = self._asked
-        if asked is None:  # the call's first request: its origin is the asked one
-            asked = self._asked = request.url.origin()
+        if self._first is None:  # the call's first request: its origin is the asked one
+            self._first = request.url
             self._proxy = request.proxy
-        elif not may_authorize(request, asked):
-            return send_unauthorized(request, handler, asked)
+        elif not may_authorize(request, self._asked_origin()):
+            return send_unauthorized(request, handler, self._asked_origin())
         return self._flow.send(request, handler, self)
+
+    def _asked_origin(self) -> URL:
+        """The origin the call asked for: that of its first request.
+
+        Worked out at the first request that needs it (a hop, or the guard),
+        not at every call's first request: ~1,000 instructions a call.
+        """
+        asked = self._asked
+        if asked is None:
+            assert self._first is not None  # only asked after the first request
+            asked = self._asked = self._first.origin()
+        return asked
 
     def chain(
         self, after: Sequence[ClientMiddlewareType]
@@ -565,10 +585,9 @@ class _Call:
         credentials' secrets, as aiohttp's own redirects do; so does what goes
         through another proxy than the call's own.
         """
-        asked = self._asked
         if (
-            asked is None
-            or not may_authorize(request, asked)
+            self._first is None
+            or not may_authorize(request, self._asked_origin())
             or request.proxy != self._proxy
         ):
             strip_secrets(request.headers, self._flow.secret_header_names())
