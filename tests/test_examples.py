@@ -1,16 +1,19 @@
 """Every Python example in README.md and the docs runs, against the emulator.
 
 An example that needs a real Google account says so in its first line
-(``# Needs a Google account``): it is compiled, not run. The others run with
-these names defined, as a reader's surrounding code would have them:
-``google`` (a running :class:`GoogleEmulator`), ``credentials`` (service-account
-credentials it trusts) and ``url`` (an address on its API).
+(``# Needs a Google account``): it is compiled, not run. The others run as a
+reader pastes them, with no name defined beforehand (they start their own
+emulator), and a ``test_*`` coroutine function they define that takes no
+argument is awaited too. One that sets ``os.environ`` (what google-auth reads
+when it is imported) runs in a process of its own. tests/test_docs.py checks
+that every example, run or not, defines each name it uses.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import inspect
 import re
 import sys
 import textwrap
@@ -18,13 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from google.oauth2 import service_account
-
-from google_auth_aiohttp.testing import GoogleEmulator
 
 ROOT = Path(__file__).resolve().parent.parent
 NEEDS_GOOGLE = "# Needs a Google account"
-SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 
 
 def _markdown_blocks(path: Path) -> list[tuple[str, str]]:
@@ -68,25 +67,41 @@ def test_the_docs_have_examples() -> None:
 
 
 @pytest.mark.parametrize(("where", "code"), EXAMPLES, ids=[w for w, _ in EXAMPLES])
-async def test_example(where: str, code: str, google: GoogleEmulator) -> None:
+async def test_example(where: str, code: str) -> None:
     compiled = compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     if code.startswith(NEEDS_GOOGLE):
         return  # compiled: its syntax and top-level awaits are sound
-    credentials = service_account.Credentials.from_service_account_info(
-        google.service_account_info(), scopes=[SCOPE]
-    )
-    names: dict[str, Any] = {
-        "__name__": "__example__",
-        "google": google,
-        "credentials": credentials,
-        "url": google.api_url("example"),
-    }
+    names: dict[str, Any] = {"__name__": "__example__"}
+    if "os.environ[" in code:  # sets what google-auth reads at import
+        await _run_in_a_process_of_its_own(code)
+        return
     if "asyncio.run(" in code:  # a script of its own: its own event loop
         await asyncio.to_thread(exec, compiled, names)
         return
     result = eval(compiled, names)
     if asyncio.iscoroutine(result):
         await result
+    for name, value in names.items():
+        if (
+            name.startswith("test_")
+            and inspect.iscoroutinefunction(value)
+            and not inspect.signature(value).parameters
+        ):
+            await value()
+
+
+async def _run_in_a_process_of_its_own(code: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-W",
+        "error",
+        "-c",
+        code,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, out.decode()
 
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])
