@@ -3,8 +3,11 @@
 A drop-in replacement for google-auth's ``google.auth.transport._aiohttp_requests``
 (documented as ``aiohttp_requests``): change the import, keep the code::
 
-    from google_auth_aiohttp import AuthorizedSession, Request
+    import google.auth
+    from google_auth_aiohttp import AuthorizedSession
 
+    credentials, project = google.auth.default()
+    url = f"https://storage.googleapis.com/storage/v1/b?project={project}"
     async with AuthorizedSession(credentials) as session:
         async with session.get(url) as response:
             print(await response.json())

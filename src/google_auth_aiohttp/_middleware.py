@@ -61,12 +61,15 @@ class AuthMiddleware:
     :class:`AuthorizedSession` does::
 
         import aiohttp
+        import google.auth
         from google_auth_aiohttp import AuthMiddleware
 
+        credentials, _ = google.auth.default()
+        url = "https://storage.googleapis.com/storage/v1/b?project=p"
         auth = AuthMiddleware(credentials)
         async with aiohttp.ClientSession(middlewares=[auth]) as session:
             async with session.get(url) as response:
-                ...
+                buckets = await response.json()
 
     The credentials' headers go to the origin of the first request of each
     call that reaches this middleware (the URL the caller passed, unless a
@@ -145,7 +148,8 @@ class AuthMiddleware:
 
             auth = AuthMiddleware(credentials)
             session = aiohttp.ClientSession(
-                middlewares=[cache, auth], trace_configs=[auth.trace_config]
+                middlewares=[my_cache_middleware, auth],
+                trace_configs=[auth.trace_config],
             )
         """
         return self._trace_config

@@ -44,11 +44,18 @@ class Retry:
     than ``maximum``), and never past
     the call's ``max_allowed_time``: then the last response is returned::
 
+        import google.auth
         from google_auth_aiohttp import AuthorizedSession, Retry
 
+        credentials, _ = google.auth.default()
+        url = "https://pubsub.googleapis.com/v1/projects/p/topics/t:publish"
+        body = {"messages": [{"data": "aGk="}]}
         async with AuthorizedSession(credentials, retry=Retry()) as session:
-            ...
-            await session.post(url, json=body, retry=Retry(methods=("POST",)))
+            # POST is not retried by default; this call asks for it.
+            async with session.post(
+                url, json=body, retry=Retry(methods=("POST",))
+            ) as response:
+                response.raise_for_status()
 
     Args:
         attempts (int): How many times a request may be sent in all.
@@ -159,8 +166,10 @@ class RetryMiddleware:
     attempt is authorized (and refreshed) again::
 
         import aiohttp
+        import google.auth
         from google_auth_aiohttp import AuthMiddleware, Retry, RetryMiddleware
 
+        credentials, _ = google.auth.default()
         middlewares = [RetryMiddleware(Retry()), AuthMiddleware(credentials)]
         async with aiohttp.ClientSession(middlewares=middlewares) as session:
             ...

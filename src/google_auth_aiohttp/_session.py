@@ -78,8 +78,10 @@ with warnings.catch_warnings():
         concurrent requests. Each call can be awaited or used as an async
         context manager, as with ``ClientSession``::
 
+            import google.auth
             from google_auth_aiohttp import AuthorizedSession
 
+            credentials, _ = google.auth.default()
             async with AuthorizedSession(credentials) as session:
                 async with session.get(
                     "https://storage.googleapis.com/storage/v1/b?project=p"

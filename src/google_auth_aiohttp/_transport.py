@@ -181,13 +181,18 @@ class Response(google_transport.Response):
 class Request(google_transport.Request):
     """Makes HTTP requests for credentials, through an aiohttp session.
 
-    Use it to refresh async credentials yourself; :class:`AuthorizedSession`
+    What google-auth's async helpers send through: ID-token verification
+    here, google-auth's legacy async credentials. :class:`AuthorizedSession`
     makes its own::
 
-        from google_auth_aiohttp import Request
+        from google_auth_aiohttp import Request, id_token
 
-        async with Request() as request:
-            await credentials.refresh(request)
+        async def caller_of(token: str) -> str:
+            async with Request() as request:
+                claims = await id_token.verify_oauth2_token(
+                    token, request, audience="my-client-id"
+                )
+            return claims["email"]
 
     Args:
         session (Optional[aiohttp.ClientSession]): The session to send requests

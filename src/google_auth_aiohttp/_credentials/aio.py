@@ -33,12 +33,16 @@ class AioCredentials(aio_credentials.Credentials):
     For google-auth's ``AsyncAuthorizedSession`` and google-api-core's async
     REST transports::
 
+        import google.auth
         from google.auth.aio.transport.sessions import AsyncAuthorizedSession
         from google_auth_aiohttp import AioCredentials
 
+        credentials, _ = google.auth.default()
+        url = "https://storage.googleapis.com/storage/v1/b?project=p"
         session = AsyncAuthorizedSession(AioCredentials(credentials))
         try:
             response = await session.get(url)
+            buckets = await response.read()
         finally:
             await session.close()
 
