@@ -342,17 +342,28 @@ async def test_a_stale_token_is_sent_while_a_refresh_runs_in_the_background() ->
     assert credentials.refreshes == 1
 
 
-async def test_concurrent_requests_without_a_token_share_one_refresh() -> None:
-    credentials = Minted()
-    credentials.hold = asyncio.Event()
-    flow = _flow.AuthFlow(credentials)
-    chain = Chain()
+async def held_sends(
+    credentials: Minted, flow: _flow.AuthFlow, chain: Chain, count: int
+) -> tuple[asyncio.Event, list[asyncio.Task[Any]]]:
+    """``count`` requests sent at once, each seen waiting on the held refresh.
+
+    Returns the event that lets the refresh go, and the requests' tasks.
+    """
+    hold = credentials.hold = asyncio.Event()
     sending = [
         asyncio.create_task(flow.send(request_to(f"https://a.test/{i}"), chain))
-        for i in range(20)
+        for i in range(count)
     ]
-    await refresh_waiters(credentials, 20)
-    credentials.hold.set()
+    await refresh_waiters(credentials, count)
+    return hold, sending
+
+
+async def test_concurrent_requests_without_a_token_share_one_refresh() -> None:
+    credentials = Minted()
+    flow = _flow.AuthFlow(credentials)
+    chain = Chain()
+    hold, sending = await held_sends(credentials, flow, chain, 20)
+    hold.set()
     await asyncio.gather(*sending)
     assert tokens(chain) == ["Bearer token-1"] * 20
     assert credentials.refreshes == 1
@@ -362,16 +373,11 @@ async def test_a_failed_refresh_reaches_every_waiter_and_is_not_kept() -> None:
     from google.auth import exceptions
 
     credentials = Minted()
-    credentials.hold = asyncio.Event()
     credentials.error = exceptions.RefreshError("refused")
     flow = _flow.AuthFlow(credentials)
     chain = Chain()
-    sending = [
-        asyncio.create_task(flow.send(request_to(f"https://a.test/{i}"), chain))
-        for i in range(5)
-    ]
-    await refresh_waiters(credentials, 5)
-    credentials.hold.set()
+    hold, sending = await held_sends(credentials, flow, chain, 5)
+    hold.set()
     results = await asyncio.gather(*sending, return_exceptions=True)
     assert [type(r) for r in results] == [exceptions.RefreshError] * 5
     assert chain.sent == []
