@@ -7,9 +7,14 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
+from multidict import CIMultiDict
 from yarl import URL
 
 from google_auth_aiohttp import AuthorizedSession
+from google_auth_aiohttp._auth.flow import _merge_headers
+from google_auth_aiohttp._auth.origin import NOT_SECRET, REDACTED, redact, secret_names
 
 from .conftest import Recorder
 
@@ -102,3 +107,33 @@ async def test_a_detached_session_says_it_is_closed_and_sends_nothing(
     finally:
         await connector.close()
     assert sent == []
+
+
+_NAMES = st.sampled_from(
+    ["authorization", "x-goog-api-key", "x-custom-secret", *sorted(NOT_SECRET)]
+)
+
+
+def _any_case(name: str) -> st.SearchStrategy[str]:
+    return st.lists(st.booleans(), min_size=len(name), max_size=len(name)).map(
+        lambda upper: "".join(
+            c.upper() if u else c for c, u in zip(name, upper, strict=True)
+        )
+    )
+
+
+@given(
+    added=st.dictionaries(_NAMES.flatmap(_any_case), st.just("secret-value")),
+    callers=st.dictionaries(_NAMES.flatmap(_any_case), st.just("callers-value")),
+)
+def test_no_secret_the_credentials_add_is_left_once_sent_whatever_the_case(
+    added: dict[str, str], callers: dict[str, str]
+) -> None:
+    headers: CIMultiDict[str] = CIMultiDict(callers)
+    _merge_headers(headers, added)
+    redact(headers, secret_names(added))
+    for name in added:
+        if name.lower() in NOT_SECRET:
+            assert "secret-value" in headers[name]  # kept, or appended to
+        else:
+            assert headers.getall(name) == [REDACTED]
