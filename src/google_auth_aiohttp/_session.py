@@ -209,6 +209,11 @@ with warnings.catch_warnings():
                 await super().close()
                 await self._lease.release()
 
+        def detach(self) -> None:
+            """Let the connector go, as ``ClientSession.detach``: the session closes."""
+            self._open = False
+            super().detach()
+
         @contextlib.asynccontextmanager
         async def _open_refresh_session(self) -> AsyncIterator[aiohttp.ClientSession]:
             """A session for one refresh, with this one's connector and settings."""

@@ -98,6 +98,7 @@ class AuthFlow:
         "_refresh_timeout",
         "_refresher",
         "_routes",
+        "_secrets_seen",
     )
 
     def __init__(
@@ -135,6 +136,10 @@ class AuthFlow:
         self._refresh_timeout = refresh_timeout
         self._auth_request = auth_request
         self._mtls = mtls
+        # The lower-cased names of every secret header the credentials have
+        # added, kept or not (a before_request of their own is never kept):
+        # what the session's guard strips from a request sent elsewhere.
+        self._secrets_seen: frozenset[str] = frozenset()
         self.credentials = credentials
 
     @property
@@ -205,7 +210,10 @@ class AuthFlow:
 
     def secret_header_names(self) -> frozenset[str]:
         """The names of the secret headers the credentials add to requests."""
-        return SECRET_HEADERS.union(self._refresher.added_names()) - NOT_SECRET
+        return (
+            SECRET_HEADERS.union(self._refresher.added_names(), self._secrets_seen)
+            - NOT_SECRET
+        )
 
     def _route(self, session: aiohttp.ClientSession) -> Route:
         route = self._routes.get(session) if session is not None else None
@@ -235,7 +243,13 @@ class AuthFlow:
             str(request.url),
             _waits_until(request, limits),
         )
-        return added, token, secret_names(added)
+        secrets = secret_names(added)
+        seen = self._secrets_seen
+        for name in secrets:
+            if name.lower() not in seen:  # noted before the request is sent
+                self._secrets_seen = seen = seen.union(n.lower() for n in secrets)
+                break
+        return added, token, secrets
 
     def _must_resend(self, request: ClientRequest, response: ClientResponse) -> bool:
         """Whether a refresh may turn ``response`` into a better one."""
