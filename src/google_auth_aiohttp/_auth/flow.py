@@ -244,11 +244,8 @@ class AuthFlow:
             _waits_until(request, limits),
         )
         secrets = secret_names(added)
-        seen = self._secrets_seen
-        for name in secrets:
-            if name.lower() not in seen:  # noted before the request is sent
-                self._secrets_seen = seen = seen.union(n.lower() for n in secrets)
-                break
+        # Noted before the request is sent; off the steady state's path.
+        self._secrets_seen = self._secrets_seen.union(n.lower() for n in secrets)
         return added, token, secrets
 
     def _must_resend(self, request: ClientRequest, response: ClientResponse) -> bool:

@@ -119,8 +119,8 @@ def shared_key_pair() -> tuple[str, bytes]:
     """The RSA key pair service accounts share unless they ask for their own.
 
     One per process: making one takes 0.03 to 0.3 s, and tests make hundreds
-    of accounts, each under a key id and email of its own, which the emulator
-    that made it alone trusts.
+    of accounts. Each has a key id and email of its own, which only the
+    emulator that made it trusts; the key itself is common to them all.
     """
     return rsa_key_pair()
 

@@ -211,7 +211,9 @@ class GoogleEmulator:
                 thread (on an event loop, call this with
                 :func:`asyncio.to_thread`). By default every account signs
                 with one key, under a key id of its own, made in a worker
-                thread when the first emulator starts.
+                thread when the first emulator starts: one account's private
+                key then signs assertions every emulator accepts for another,
+                so a test that a wrong key is refused needs ``new_key=True``.
 
         Returns:
             Mapping[str, str]: Service-account key info, as in a JSON key file,
