@@ -180,7 +180,9 @@ class AuthMiddleware:
         ):
             return self._unplaced_request(request, handler)
         # A call's first request: its own origin is the asked one.
-        return self._noting_redirects(request, self._flow.send(request, handler), None)
+        return self._noting_redirects(
+            request, self._flow.send(request, handler), request.url.origin()
+        )
 
     def _send(
         self, request: ClientRequest, handler: ClientHandlerType, asked: URL
@@ -190,20 +192,11 @@ class AuthMiddleware:
         return self._flow.send(request, handler)
 
     async def _noting_redirects(
-        self,
-        request: ClientRequest,
-        sent: Awaitable[ClientResponse],
-        asked: URL | None,
+        self, request: ClientRequest, sent: Awaitable[ClientResponse], asked: URL
     ) -> ClientResponse:
-        """Await ``sent``; note the asked origin of a call answered with a redirect.
-
-        ``asked`` is None for a call's first request: its own origin, worked
-        out only if a redirect answers it (~1,000 instructions a call).
-        """
+        """Await ``sent``; note the asked origin of a call answered with a redirect."""
         response = await sent
         if response.status in REDIRECT_STATUSES:
-            if asked is None:
-                asked = request.url.origin()
             self._redirected.add(request, response, asked)
         return response
 

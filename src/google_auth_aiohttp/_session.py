@@ -124,7 +124,6 @@ with warnings.catch_warnings():
                 "_flow",
                 "_lease",
                 "_mtls",
-                "_open",
                 "_refresh_settings",
                 "_retry",
                 "_total_timeout",
@@ -195,24 +194,15 @@ with warnings.catch_warnings():
             self._retry = retry
             self._after_auth = after_auth
             self._default_host = default_host
-            # Until close(): a plain attribute, where ClientSession.closed
-            # costs ~1,500 instructions a request (benchmarks/INSTRUCTIONS.md).
-            self._open = True
 
         async def __aenter__(self) -> AuthorizedSession:
             return self
 
         async def close(self) -> None:
             """Close the session; its connector once no refresh uses it any more."""
-            self._open = False
             if not self.closed:
                 await super().close()
                 await self._lease.release()
-
-        def detach(self) -> None:
-            """Let the connector go, as ``ClientSession.detach``: the session closes."""
-            self._open = False
-            super().detach()
 
         @contextlib.asynccontextmanager
         async def _open_refresh_session(self) -> AsyncIterator[aiohttp.ClientSession]:
@@ -441,7 +431,7 @@ with warnings.catch_warnings():
             if (
                 kwargs
                 or self._mtls.context is not None
-                or not self._open
+                or self.closed
                 or self._total_timeout == NO_TIME
             ):
                 if data is not None:  # named by post(), put() and patch() only
@@ -528,15 +518,7 @@ class _Call:
     its first request, or its ``max_allowed_time``.
     """
 
-    __slots__ = (
-        "_asked",
-        "_deadline",
-        "_first",
-        "_flow",
-        "_proxy",
-        "_started",
-        "_total",
-    )
+    __slots__ = ("_asked", "_deadline", "_flow", "_proxy", "_started", "_total")
 
     def __init__(
         self, flow: AuthFlow, deadline: float | None, total: float | None
@@ -544,7 +526,6 @@ class _Call:
         self._flow = flow
         self._deadline = deadline
         self._total = total
-        self._first: URL | None = None
         self._asked: URL | None = None
         self._proxy: URL | None = None
         # Made before aiohttp starts the call's timer (and awaits its trace
@@ -554,24 +535,13 @@ class _Call:
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
     ) -> Awaitable[aiohttp.ClientResponse]:
-        if self._first is None:  # the call's first request: its origin is the asked one
-            self._first = request.url
-            self._proxy = request.proxy
-        elif not may_authorize(request, self._asked_origin()):
-            return send_unauthorized(request, handler, self._asked_origin())
-        return self._flow.send(request, handler, self)
-
-    def _asked_origin(self) -> URL:
-        """The origin the call asked for: that of its first request.
-
-        Worked out at the first request that needs it (a hop, or the guard),
-        not at every call's first request: ~1,000 instructions a call.
-        """
         asked = self._asked
-        if asked is None:
-            assert self._first is not None  # only asked after the first request
-            asked = self._asked = self._first.origin()
-        return asked
+        if asked is None:  # the call's first request: its origin is the asked one
+            asked = self._asked = request.url.origin()
+            self._proxy = request.proxy
+        elif not may_authorize(request, asked):
+            return send_unauthorized(request, handler, asked)
+        return self._flow.send(request, handler, self)
 
     def chain(
         self, after: Sequence[ClientMiddlewareType]
@@ -592,9 +562,10 @@ class _Call:
         credentials' secrets, as aiohttp's own redirects do; so does what goes
         through another proxy than the call's own.
         """
+        asked = self._asked
         if (
-            self._first is None
-            or not may_authorize(request, self._asked_origin())
+            asked is None
+            or not may_authorize(request, asked)
             or request.proxy != self._proxy
         ):
             strip_secrets(request.headers, self._flow.secret_header_names())

@@ -191,8 +191,7 @@ class AuthFlow:
                 fresh = await self._credentials_headers(request, limits)
                 _still_open(request)
             added, sent_token, secrets = fresh
-            _merge_headers(request.headers, added)
-            sent_cert = None if self._mtls is None else self._mtls.cert
+            sent_cert = self._put_on(request, added)
             try:
                 response = await handler(request)
             finally:
@@ -207,6 +206,15 @@ class AuthFlow:
             fresh = added = sent_token = None
             raise
         return response
+
+    def _put_on(self, request: ClientRequest, added: Mapping[str, str]) -> Any:
+        """Put the credentials' headers on ``request``.
+
+        Returns:
+            Optional[bytes]: The client certificate it goes out with, if any.
+        """
+        _merge_headers(request.headers, added)
+        return None if self._mtls is None else self._mtls.cert
 
     def secret_header_names(self) -> frozenset[str]:
         """The names of the secret headers the credentials add to requests."""
@@ -292,8 +300,7 @@ class AuthFlow:
                     request, limits
                 )
                 _still_open(request)
-                _merge_headers(request.headers, added)
-                sent_cert = None if self._mtls is None else self._mtls.cert
+                sent_cert = self._put_on(request, added)
                 try:
                     response = await handler(request)
                 finally:

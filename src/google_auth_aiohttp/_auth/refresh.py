@@ -156,12 +156,13 @@ def route_over(
 class _Kept:
     """Headers made for one token, reused until the token goes stale."""
 
-    __slots__ = ("expiry", "fresh_until", "kept", "token")
+    __slots__ = ("expiry", "fresh_until", "headers", "token")
 
     def __init__(
         self, headers: dict[str, str], token: Any, expiry: Any, fresh_until: float
     ) -> None:
-        self.kept = (headers, token, secret_names(headers))
+        # What kept_headers() returns: the headers, the token, the secrets.
+        self.headers = (headers, token, secret_names(headers))
         self.token = token
         self.expiry = expiry
         self.fresh_until = fresh_until  # time.monotonic()
@@ -225,13 +226,13 @@ class Refresher:
             and getattr(credentials, "expiry", None) is kept.expiry
             and time.monotonic() < kept.fresh_until
         ):
-            return kept.kept
+            return kept.headers
         return None
 
     def added_names(self) -> list[str]:
         """The lower-cased names of the headers last made for the credentials."""
         kept = self._memory.kept
-        return [] if kept is None else [name.lower() for name in kept.kept[0]]
+        return [] if kept is None else [name.lower() for name in kept.headers[0]]
 
     def state(self) -> TokenState:
         """Whether the token is fresh, stale (usable) or invalid."""

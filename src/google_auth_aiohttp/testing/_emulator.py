@@ -282,11 +282,10 @@ class GoogleEmulator:
 
     async def start(self) -> None:
         """Start serving on a free port."""
-        if not shared_key_pair.cache_info().currsize:
-            # Made in the first service_account_info() call, the key would
-            # hold the loop for up to 0.3 s; in a worker thread it does not
-            # (cryptography releases the GIL while it makes one).
-            await asyncio.to_thread(shared_key_pair)
+        # Made in the first service_account_info() call, the shared key would
+        # hold the loop for up to 0.3 s; in a worker thread it does not
+        # (cryptography releases the GIL while it makes one). Made once.
+        await asyncio.to_thread(shared_key_pair)
         app = web.Application()
         app.router.add_post(_oauth2.PATH, self._oauth2.token)
         app.router.add_post(_sts.PATH, self._sts.exchange)
