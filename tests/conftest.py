@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from google.auth.credentials import TokenState
 from google.oauth2 import _service_account_async, service_account
+from yarl import URL
 
 from google_auth_aiohttp import AuthorizedSession
 from google_auth_aiohttp._auth import single_flight as _single_flight
@@ -298,6 +299,25 @@ class Recorder:
 
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def mirror_to(other: Recorder) -> Any:
+    """A middleware that also sends every request to ``other`` (shadow traffic),
+    ignoring how the copy fares."""
+
+    async def mirror(request: Any, handler: Any) -> Any:
+        response = await handler(request)
+        asked = request.url
+        request.url = URL(other.url).with_path(asked.path)
+        try:
+            (await handler(request)).release()
+        except Exception:
+            pass
+        finally:
+            request.url = asked
+        return response
+
+    return mirror
 
 
 async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:

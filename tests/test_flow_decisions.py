@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -505,17 +505,27 @@ async def test_a_failure_reaches_every_waiter_and_the_next_caller_starts_afresh(
     assert runs == [2]
 
 
-async def test_a_stalled_attempt_is_hedged_for_a_waiter_and_the_first_answer_wins(
-    loop_clock: LoopClock,
-) -> None:
+def answered_by_hand() -> tuple[
+    list[asyncio.Future[str]], Callable[[], Coroutine[Any, Any, str]]
+]:
+    """A job whose every attempt waits for the answer a test gives it.
+
+    Returns the futures of the attempts started so far, and the job.
+    """
     started: list[asyncio.Future[str]] = []
-    loop = asyncio.get_running_loop()
 
     async def job() -> str:
-        answer: asyncio.Future[str] = loop.create_future()
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         started.append(answer)
         return await answer
 
+    return started, job
+
+
+async def test_a_stalled_attempt_is_hedged_for_a_waiter_and_the_first_answer_wins(
+    loop_clock: LoopClock,
+) -> None:
+    started, job = answered_by_hand()
     flights = _flight()
     waiting = asyncio.create_task(flights.run(job))
     await until(lambda: len(started) == 1, "the first attempt")
@@ -532,14 +542,7 @@ async def test_a_stalled_attempt_is_hedged_for_a_waiter_and_the_first_answer_win
 async def test_no_hedge_without_a_waiter_or_a_budget(
     loop_clock: LoopClock, why: str
 ) -> None:
-    started: list[asyncio.Future[str]] = []
-    loop = asyncio.get_running_loop()
-
-    async def job() -> str:
-        answer: asyncio.Future[str] = loop.create_future()
-        started.append(answer)
-        return await answer
-
+    started, job = answered_by_hand()
     flights = _flight(budget=0 if why == "no budget" else 100)
     if why == "nobody waits":  # a background refresh
         flight = flights.start(job)

@@ -25,7 +25,7 @@ from yarl import URL
 
 from google_auth_aiohttp import AuthMiddleware, AuthorizedSession
 
-from .conftest import Recorder, impersonated
+from .conftest import Recorder, impersonated, mirror_to
 
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
@@ -497,25 +497,6 @@ async def test_a_middleware_after_the_flow_that_follows_redirects_leaks_nothing(
     # b never sees the token. The flow did not authorize the hop back (the
     # middleware sent it, not aiohttp's chain), so it goes without, too.
     assert _by_chain(script, chain) == [("a", True), ("b", False), ("a", False)]
-
-
-def mirror_to(other: Recorder) -> Any:
-    """A middleware that also sends every request to ``other`` (shadow traffic),
-    ignoring how the copy fares."""
-
-    async def mirror(request: Any, handler: Any) -> Any:
-        response = await handler(request)
-        asked = request.url
-        request.url = URL(other.url).with_path(asked.path)
-        try:
-            (await handler(request)).release()
-        except Exception:
-            pass
-        finally:
-            request.url = asked
-        return response
-
-    return mirror
 
 
 @pytest.mark.parametrize("kind", ["session", "middleware", "untraced middleware"])

@@ -10,13 +10,12 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 from multidict import CIMultiDict
-from yarl import URL
 
 from google_auth_aiohttp import AuthorizedSession
 from google_auth_aiohttp._auth.flow import _merge_headers
 from google_auth_aiohttp._auth.origin import NOT_SECRET, REDACTED, redact, secret_names
 
-from .conftest import Recorder
+from .conftest import Recorder, mirror_to
 
 
 class _OwnHeaderCredentials:
@@ -38,22 +37,6 @@ class _OwnHeaderCredentials:
         pass
 
 
-def _mirror_to(other: Recorder) -> Any:
-    """A middleware after the flow that also sends each request to ``other``."""
-
-    async def mirror(request: Any, handler: Any) -> Any:
-        response = await handler(request)
-        asked = request.url
-        request.url = URL(other.url).with_path(asked.path)
-        try:
-            (await handler(request)).release()
-        finally:
-            request.url = asked
-        return response
-
-    return mirror
-
-
 async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -66,7 +49,7 @@ async def test_a_middleware_after_the_flow_copies_no_header_of_the_credentials_o
     url = await serve(app)
     credentials = _OwnHeaderCredentials()
     async with AuthorizedSession(
-        credentials, middlewares=[_mirror_to(other_origin)]
+        credentials, middlewares=[mirror_to(other_origin)]
     ) as session:
         for _ in range(2):
             async with session.get(f"{url}/x") as response:
