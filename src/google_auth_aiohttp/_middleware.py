@@ -3,23 +3,28 @@
 A middleware a user installs sees each request, but not the call it belongs
 to: aiohttp runs it again for every redirect hop, with a request built from
 the server's ``Location``. It authorizes a request only when it can place it
-in its call; any other goes out unauthorized (fail closed):
+in its call; any other goes out unauthorized (fail closed). In the order it
+asks:
 
+* A hop of a call it saw answered with a redirect: it keeps, for each such
+  call, the origin the call asked for. Calls are known by the object aiohttp
+  shares between the requests of one call
+  (:func:`~google_auth_aiohttp._compat.call_of`), and a note lives as long as
+  the call's redirect responses.
+* A call's first request: one it did not see redirected, when it is the first
+  middleware of the call's chain
+  (:func:`~google_auth_aiohttp._compat.first_in_chain`; a
+  :class:`~google_auth_aiohttp.RetryMiddleware` before it does not count, as
+  it only sends the same request again) and no middleware before it changed
+  the origin. Then every hop of the call passes through it.
+  :class:`~google_auth_aiohttp.AuthorizedSession` runs this same layer, first
+  in every chain by construction.
 * With its trace config on the session (:attr:`AuthMiddleware.trace_config`;
   added on first use), aiohttp tells it at the start of every call the URL
   the caller asked for: each request of the call is authorized only for that
-  origin, whatever the middlewares before it do.
-* Without it, a request is a call's first only if this middleware is the
-  first of the call's chain (:func:`~google_auth_aiohttp._compat.first_in_chain`;
-  a :class:`~google_auth_aiohttp.RetryMiddleware` before it does not count,
-  as it only sends the same request again): then every redirect of the call
-  passes through it, and it keeps, for each call that got one, the origin
-  its first request went to. Calls are known by the object aiohttp shares
-  between the requests of one call
-  (:func:`~google_auth_aiohttp._compat.call_of`), and a note lives as long
-  as the call's redirect responses. A middleware placed before it could
-  answer a redirect itself: its calls go out unauthorized until the trace
-  config is on the session.
+  origin, whatever the middlewares before it do. Without it, a middleware
+  before this one could answer a redirect itself: its calls go out
+  unauthorized until the trace config is on the session.
 
 It notes redirects itself, after the flow returns; the flow only authorizes,
 sends, refreshes and re-sends.
@@ -31,7 +36,7 @@ import sys
 import weakref
 from collections.abc import Awaitable, Collection
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
@@ -41,6 +46,7 @@ from google_auth_aiohttp._auth.flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
     AuthFlow,
+    CallLimits,
 )
 from google_auth_aiohttp._auth.origin import may_authorize, send_unauthorized
 from google_auth_aiohttp._compat import call_of, first_in_chain, trace_context
@@ -113,13 +119,25 @@ class AuthMiddleware:
         refresh_timeout: float | None = None,
         auth_request: Any = None,
     ) -> None:
-        self._flow = AuthFlow(
-            credentials,
-            refresh_status_codes=refresh_status_codes,
-            max_refresh_attempts=max_refresh_attempts,
-            refresh_timeout=refresh_timeout,
-            auth_request=auth_request,
+        self._hold(
+            AuthFlow(
+                credentials,
+                refresh_status_codes=refresh_status_codes,
+                max_refresh_attempts=max_refresh_attempts,
+                refresh_timeout=refresh_timeout,
+                auth_request=auth_request,
+            )
         )
+
+    @classmethod
+    def _running(cls, flow: AuthFlow) -> Self:
+        """One that runs ``flow``, made by its host (an ``AuthorizedSession``)."""
+        middleware = cls.__new__(cls)
+        middleware._hold(flow)
+        return middleware
+
+    def _hold(self, flow: AuthFlow) -> None:
+        self._flow = flow
         self._redirected = _RedirectedCalls()
         self._trace_config = _asked_origins()
         self._unplaced: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
@@ -166,39 +184,52 @@ class AuthMiddleware:
         Returns:
             Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
         """
-        traced = trace_context(request, self._trace_config)
-        if traced is not None:  # aiohttp said where the call started
-            return self._send(request, handler, traced.asked_origin)
-        asked = self._redirected.asked_origin(request)
-        if asked is not None:  # a hop of a call it saw start
-            return self._noting_redirects(
-                request, self._send(request, handler, asked), asked
-            )
-        if not (
-            first_in_chain(sys._getframe(1), RETRY_LAYER_CODES)
-            and _as_the_caller_asked(request)
-        ):
-            return self._unplaced_request(request, handler)
-        # A call's first request: its own origin is the asked one.
-        return self._noting_redirects(
-            request, self._flow.send(request, handler), request.url.origin()
-        )
+        return self._authorize(request, handler, None)
 
-    def _send(
-        self, request: ClientRequest, handler: ClientHandlerType, asked: URL
-    ) -> Awaitable[ClientResponse]:
-        if not may_authorize(request, asked):
-            return send_unauthorized(request, handler, asked)
-        return self._flow.send(request, handler)
-
-    async def _noting_redirects(
-        self, request: ClientRequest, sent: Awaitable[ClientResponse], asked: URL
+    async def _authorize(
+        self,
+        request: ClientRequest,
+        handler: ClientHandlerType,
+        limits: CallLimits | None,
     ) -> ClientResponse:
-        """Await ``sent``; note the asked origin of a call answered with a redirect."""
-        response = await sent
+        """Place ``request`` in its call, send it, note where a redirect came from.
+
+        The steady state is the second branch: no redirect in flight, and this
+        middleware first in the chain, where a request is its call's first.
+        """
+        url = request.url
+        asked = self._redirected.asked_origin(request)
+        if asked is not None:  # a hop of a call that got a redirect
+            if may_authorize(request, asked):
+                response = await self._flow.send(request, handler, limits)
+            else:
+                response = await send_unauthorized(request, handler, asked)
+        elif self._first_of_its_call(request):  # it goes where the call asked
+            response = await self._flow.send(request, handler, limits)
+        else:
+            traced = trace_context(request, self._trace_config)
+            if traced is None:
+                return await self._unplaced_request(request, handler)
+            asked = traced.asked_origin  # aiohttp said where the call started
+            if may_authorize(request, asked):
+                response = await self._flow.send(request, handler, limits)
+            else:
+                response = await send_unauthorized(request, handler, asked)
         if response.status in REDIRECT_STATUSES:
-            self._redirected.add(request, response, asked)
+            # The URL was kept, not its origin: one is worked out only here.
+            self._redirected.add(request, response, asked or url.origin())
         return response
+
+    def _first_of_its_call(self, request: ClientRequest) -> bool:
+        """Whether ``request`` is the first of its call, as the caller asked for it.
+
+        Only if this middleware is the first of the call's chain: then every
+        hop of the call passes through it, and a request it did not see
+        redirected is a call's first.
+        """
+        return first_in_chain(
+            sys._getframe(2), RETRY_LAYER_CODES
+        ) and _as_the_caller_asked(request)
 
     def _unplaced_request(
         self, request: ClientRequest, handler: ClientHandlerType

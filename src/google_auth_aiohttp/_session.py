@@ -1,11 +1,15 @@
 """:class:`AuthorizedSession`: an :class:`aiohttp.ClientSession` with credentials.
 
-Each call (``request()``, the verbs, ``ws_connect``) gets a middleware of its
-own, first in its chain: a :class:`_Call`, which knows the origin the call
-asked for and its options, and runs the auth flow
-(:class:`~google_auth_aiohttp._auth.flow.AuthFlow`) for every request of the call,
-redirect hops included. Per-call state lives exactly as long as the call.
-On top are google-auth's ``AuthorizedSession`` constructor and ``request()``
+The session's chain is the one a plain session gets from
+:class:`~google_auth_aiohttp.AuthMiddleware` (and
+:class:`~google_auth_aiohttp.RetryMiddleware` ahead of it, given a ``retry``):
+one auth layer (:class:`_SessionAuth`), first in every chain the session
+runs, places each request in its call and runs the auth flow
+(:class:`~google_auth_aiohttp._auth.flow.AuthFlow`) for it, redirect hops
+included. A call with options of its own (``max_allowed_time``, a
+``timeout``, a ``retry``, the caller's middlewares) gets a chain of its own,
+around a :class:`_Call` that holds them for as long as the call lives. On
+top are google-auth's ``AuthorizedSession`` constructor and ``request()``
 signature: ``max_allowed_time``, the 180-second default ``timeout`` and
 per-request ``auto_decompress``.
 """
@@ -33,12 +37,12 @@ from google_auth_aiohttp._auth.flow import (
 )
 from google_auth_aiohttp._auth.origin import (
     may_authorize,
-    send_unauthorized,
     strip_secrets,
 )
 from google_auth_aiohttp._checks import seconds
 from google_auth_aiohttp._compat import RequestContextManager, sign_own_jwts
 from google_auth_aiohttp._logging import safe_url
+from google_auth_aiohttp._middleware import AuthMiddleware
 from google_auth_aiohttp._mtls import ClientCertCallback, MtlsChannel
 from google_auth_aiohttp._retry import Retry, RetryMiddleware, check_retry
 from google_auth_aiohttp._transport import (
@@ -120,6 +124,7 @@ with warnings.catch_warnings():
         ATTRS = aiohttp.ClientSession.ATTRS | frozenset(
             (
                 "_after_auth",
+                "_auth",
                 "_default_host",
                 "_flow",
                 "_lease",
@@ -175,12 +180,20 @@ with warnings.catch_warnings():
             }
             connector = kwargs.pop("connector", None)
             owns_connector = kwargs.pop("connector_owner", True) or connector is None
-            # The session's own middlewares are only the caller's: every call
-            # made through request() puts its _Call first. One that reaches
-            # ClientSession's internals another way is not authorized.
+            # The session's own chain authorizes every call without options of
+            # its own. With the caller's middlewares, every call made through
+            # request() gets a chain of its own, with the guard behind them;
+            # one that reaches ClientSession's internals another way is not
+            # authorized.
+            auth = _SessionAuth._running(flow)
+            chain: tuple[ClientMiddlewareType, ...] = after_auth
+            if not after_auth:
+                chain = (auth,)
+                if retry is not None:
+                    chain = (RetryMiddleware(retry), auth)
             super().__init__(
                 auto_decompress=auto_decompress,
-                middlewares=after_auth,
+                middlewares=chain,
                 connector=connector,
                 connector_owner=False,
                 **kwargs,
@@ -190,6 +203,7 @@ with warnings.catch_warnings():
             self._refresh_settings = refresh_settings
             self._total_timeout = self.timeout.total
             self._flow = flow
+            self._auth = auth
             self._mtls = mtls
             self._retry = retry
             self._after_auth = after_auth
@@ -336,16 +350,22 @@ with warnings.catch_warnings():
             if self._mtls.context is not None:
                 kwargs.setdefault("ssl", self._mtls.context)
             total = self._total_timeout
+            own_options = retry is not None or "middlewares" in kwargs
             if timeout is not _SESSION_TIMEOUT:
                 kwargs["timeout"] = timeout = client_timeout(timeout)
                 if isinstance(timeout, aiohttp.ClientTimeout):
                     total = timeout.total
+                own_options = True
             if total == NO_TIME:
                 return RequestContextManager(_no_time(method, url))
             if auto_decompress is not None:
                 kwargs["auto_decompress"] = auto_decompress
             retry = self._retry if retry is None else check_retry(retry)
             if max_allowed_time is None:
+                if not (own_options or self._after_auth):  # the session's chain
+                    return RequestContextManager(
+                        self._request(method, url, data=data, headers=headers, **kwargs)
+                    )
                 return self._start(
                     None, total, retry, method, url, data, headers, kwargs
                 )
@@ -367,13 +387,13 @@ with warnings.catch_warnings():
             headers: Any,
             kwargs: dict[str, Any],
         ) -> RequestContextManager:
-            """Start a call in aiohttp, with a :class:`_Call` of its own in its chain.
+            """Start a call with options of its own, in a chain of its own.
 
             The chain: the retry layer, if the call has a policy; the call's
-            auth; the caller's middlewares (per-request ones replace the
-            session's, as in aiohttp), followed by a guard.
+            auth (a :class:`_Call`); the caller's middlewares (per-request
+            ones replace the session's, as in aiohttp), followed by a guard.
             """
-            call = _Call(self._flow, deadline, total)
+            call = _Call(self._auth, deadline, total)
             after = kwargs.pop("middlewares", None)
             chain = call.chain(self._after_auth if after is None else after)
             if retry is not None:
@@ -422,16 +442,20 @@ with warnings.catch_warnings():
             data: Any,
             kwargs: dict[str, Any],
         ) -> RequestContextManager:
-            """A verb's call: :meth:`request`, or straight to its end without options.
+            """A verb's call: :meth:`request`, or the session's chain without options.
 
             A verb given no options, on an open session without a client
-            certificate, needs none of request()'s checks: skipping them saves
-            ~5,000 instructions of ~330,000 a request (benchmarks/INSTRUCTIONS.md).
+            certificate or middlewares of the caller's, needs none of
+            request()'s checks: skipping them saves ~5,000 instructions of
+            ~330,000 a request (benchmarks/INSTRUCTIONS.md). ``_connector`` is
+            what ClientSession.close() and detach() clear; the ``closed``
+            property asks the connector too, for ~1,300 more.
             """
             if (
                 kwargs
+                or self._after_auth
                 or self._mtls.context is not None
-                or self.closed
+                or self._connector is None
                 or self._total_timeout == NO_TIME
             ):
                 if data is not None:  # named by post(), put() and patch() only
@@ -439,10 +463,8 @@ with warnings.catch_warnings():
                 return self.request(
                     method, url, allow_redirects=allow_redirects, **kwargs
                 )
-            options = {"allow_redirects": allow_redirects}
-            total = self._total_timeout
-            return self._start(
-                None, total, self._retry, method, url, data, None, options
+            return RequestContextManager(
+                self._request(method, url, data=data, allow_redirects=allow_redirects)
             )
 
         def get(
@@ -508,22 +530,36 @@ def _sign_own_jwts(credentials: Any, default_host: str | None) -> None:
         sign_own_jwts(credentials, f"https://{default_host}/" if default_host else None)
 
 
-class _Call:
-    """One call of an :class:`AuthorizedSession`, as its auth middleware.
+class _SessionAuth(AuthMiddleware):
+    """The auth layer of an :class:`AuthorizedSession`.
 
-    aiohttp runs the same middlewares for every request of a call: the first
-    one, built from the URL the caller passed, and each redirect hop. The first
-    request's origin is the asked one; the flow authorizes no other. The call
-    waits for a refresh no longer than its own time: its total timeout from
-    its first request, or its ``max_allowed_time``.
+    The session puts it first in every chain it runs (a retry layer ahead of
+    it sends the same request again), so a request it did not see redirected
+    is its call's first: no frame needs to be looked at.
     """
 
-    __slots__ = ("_asked", "_deadline", "_flow", "_proxy", "_started", "_total")
+    __slots__ = ()
+
+    def _first_of_its_call(self, request: ClientRequest) -> bool:
+        return True
+
+
+class _Call:
+    """A call of an :class:`AuthorizedSession` with options of its own.
+
+    Its middleware, first in its chain: the session's auth layer places and
+    authorizes each request of the call, and the call waits for a refresh no
+    longer than its own time (its total timeout from its first request, or
+    its ``max_allowed_time``). With the caller's middlewares, its guard comes
+    last: the call's first request gave the origin and proxy it is kept to.
+    """
+
+    __slots__ = ("_asked", "_auth", "_deadline", "_proxy", "_started", "_total")
 
     def __init__(
-        self, flow: AuthFlow, deadline: float | None, total: float | None
+        self, auth: _SessionAuth, deadline: float | None, total: float | None
     ) -> None:
-        self._flow = flow
+        self._auth = auth
         self._deadline = deadline
         self._total = total
         self._asked: URL | None = None
@@ -535,13 +571,10 @@ class _Call:
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
     ) -> Awaitable[aiohttp.ClientResponse]:
-        asked = self._asked
-        if asked is None:  # the call's first request: its origin is the asked one
-            asked = self._asked = request.url.origin()
+        if self._asked is None:  # the call's first request: what its guard keeps
+            self._asked = request.url.origin()
             self._proxy = request.proxy
-        elif not may_authorize(request, asked):
-            return send_unauthorized(request, handler, asked)
-        return self._flow.send(request, handler, self)
+        return self._auth._authorize(request, handler, self)
 
     def chain(
         self, after: Sequence[ClientMiddlewareType]
@@ -568,7 +601,7 @@ class _Call:
             or not may_authorize(request, asked)
             or request.proxy != self._proxy
         ):
-            strip_secrets(request.headers, self._flow.secret_header_names())
+            strip_secrets(request.headers, self._auth._flow.secret_header_names())
         return handler(request)
 
     def wait_until(self) -> float | None:

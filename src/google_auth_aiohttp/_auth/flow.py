@@ -1,9 +1,9 @@
 """The auth flow: :class:`AuthFlow`, the one place where requests are authorized.
 
-Both clients run it as a middleware of aiohttp's chain: a
-:class:`~google_auth_aiohttp.AuthorizedSession` in the middleware each call
-gets (``_session._Call``), an :class:`~google_auth_aiohttp.AuthMiddleware` on
-a plain ``aiohttp.ClientSession``. The host first decides, by the origin rule
+Both clients run it in one host, an aiohttp middleware: an
+:class:`~google_auth_aiohttp.AuthMiddleware` on a plain
+``aiohttp.ClientSession``, or the same layer first in every chain of an
+:class:`~google_auth_aiohttp.AuthorizedSession`. The host first decides, by the origin rule
 (:mod:`google_auth_aiohttp._auth.origin`), whether the request may carry the
 credentials at all; retries are a layer ahead of the host
 (:class:`~google_auth_aiohttp.RetryMiddleware`). For a request it may
