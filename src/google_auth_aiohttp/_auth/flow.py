@@ -3,9 +3,9 @@
 Both clients run it in one host, an aiohttp middleware: an
 :class:`~google_auth_aiohttp.AuthMiddleware` on a plain
 ``aiohttp.ClientSession``, or the same layer first in every chain of an
-:class:`~google_auth_aiohttp.AuthorizedSession`. The host first decides, by the origin rule
-(:mod:`google_auth_aiohttp._auth.origin`), whether the request may carry the
-credentials at all; retries are a layer ahead of the host
+:class:`~google_auth_aiohttp.AuthorizedSession`. The host first decides, by
+the origin rule (:mod:`google_auth_aiohttp._auth.origin`), whether the
+request may carry the credentials at all; retries are a layer ahead of the host
 (:class:`~google_auth_aiohttp.RetryMiddleware`). For a request it may
 authorize, the flow:
 
