@@ -140,18 +140,30 @@ def make_client(
     kind: str, credentials: Any, spawner: Any = None, *outer: Any, **kwargs: Any
 ) -> aiohttp.ClientSession:
     """``session``: an AuthorizedSession, the spawner among its middlewares;
-    ``middleware``: a plain session, ``outer`` middlewares and the spawner
-    before AuthMiddleware, with its trace config as the docs say."""
+    ``session+middleware``: the same with a middleware of the caller's that
+    only passes requests on, so that every call has a chain of its own (a
+    ``_Call`` and its guard), not the session's; ``middleware``: a plain
+    session, ``outer`` middlewares and the spawner before AuthMiddleware,
+    with its trace config as the docs say."""
     before = (*outer, *(() if spawner is None else (spawner,)))
     if kind == "session":
         return AuthorizedSession(credentials, middlewares=before, **kwargs)
+    if kind == "session+middleware":
+        return AuthorizedSession(credentials, middlewares=(*before, _pass), **kwargs)
     auth = AuthMiddleware(credentials)
     if before:
         kwargs["trace_configs"] = [auth.trace_config]
     return aiohttp.ClientSession(middlewares=[*before, auth], **kwargs)
 
 
-@pytest.fixture(params=["session", "middleware"])
+async def _pass(request: Any, handler: Any) -> Any:
+    return await handler(request)
+
+
+KINDS = ["session", "session+middleware", "middleware"]
+
+
+@pytest.fixture(params=KINDS)
 def kind(request: Any) -> str:
     return str(request.param)
 
@@ -341,7 +353,7 @@ def _location(script: Script, here: Origin, there: Origin, form: str, path: str)
 )
 @given(
     drawn=scripts(),
-    kind=st.sampled_from(["session", "middleware"]),
+    kind=st.sampled_from(KINDS),
     spawner=st.sampled_from([None, *SPAWNERS]),
     cache=st.booleans(),
     requote=st.booleans(),
@@ -415,6 +427,36 @@ async def test_a_redirect_answered_before_auth_middleware_leaks_nothing(
         assert seen == [("a", False), ("b", False), ("b", False)]
         assert "sent unauthorized" in caplog.text
     assert _by_chain(script, plain) == [("a", True)]
+
+
+async def test_a_middleware_that_calls_auth_middleware_itself_leaks_nothing(
+    script: Script, credentials: Any
+) -> None:
+    # Not in the chain: a plain function of the caller's that answers known
+    # redirects itself and returns AuthMiddleware's awaitable for the rest.
+    # Seen from AuthMiddleware's coroutine, its frame would be gone.
+    chain = script.chain([])
+    script.chains[chain] = [(301, script.url(script.b, chain, 1))]
+    auth = AuthMiddleware(credentials)
+    known: dict[str, aiohttp.ClientResponse] = {}
+
+    async def answered(response: Any) -> Any:
+        return response
+
+    def cached_auth(request: Any, handler: Any) -> Any:
+        redirect = known.get(str(request.url))
+        if redirect is not None:
+            return answered(redirect)
+        return auth(request, handler)
+
+    url = script.url(script.a, chain)
+    async with aiohttp.ClientSession(middlewares=[cached_auth]) as client:
+        async with client.get(url) as response:
+            assert response.status == 200
+            known[url] = response.history[0]
+        assert await _get(client, url) == 200  # the 301 answered by the cache
+    # Its frame is seen: no call is placed, the hop to b never has the token.
+    assert _by_chain(script, chain) == [("a", False), ("b", False), ("b", False)]
 
 
 def upgrade_to(target: Origin) -> Any:

@@ -184,18 +184,24 @@ class AuthMiddleware:
         Returns:
             Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
         """
-        return self._authorize(request, handler, None)
+        # Seen from here, in the frame that called it: from a coroutine of
+        # its own, a middleware that returned this one's awaitable is gone.
+        first = first_in_chain(sys._getframe(1), RETRY_LAYER_CODES)
+        return self._authorize(request, handler, first, None)
 
     async def _authorize(
         self,
         request: ClientRequest,
         handler: ClientHandlerType,
+        placed_first: bool,
         limits: CallLimits | None,
     ) -> ClientResponse:
         """Place ``request`` in its call, send it, note where a redirect came from.
 
         The steady state is the second branch: no redirect in flight, and this
-        middleware first in the chain, where a request is its call's first.
+        middleware first in the call's chain (``placed_first``), where a
+        request it did not see redirected is its call's first. Every hop of
+        that call passes through it.
         """
         url = request.url
         asked = self._redirected.asked_origin(request)
@@ -204,7 +210,7 @@ class AuthMiddleware:
                 response = await self._flow.send(request, handler, limits)
             else:
                 response = await send_unauthorized(request, handler, asked)
-        elif self._first_of_its_call(request):  # it goes where the call asked
+        elif placed_first and _as_the_caller_asked(request):  # its call's first
             response = await self._flow.send(request, handler, limits)
         else:
             traced = trace_context(request, self._trace_config)
@@ -219,17 +225,6 @@ class AuthMiddleware:
             # The URL was kept, not its origin: one is worked out only here.
             self._redirected.add(request, response, asked or url.origin())
         return response
-
-    def _first_of_its_call(self, request: ClientRequest) -> bool:
-        """Whether ``request`` is the first of its call, as the caller asked for it.
-
-        Only if this middleware is the first of the call's chain: then every
-        hop of the call passes through it, and a request it did not see
-        redirected is a call's first.
-        """
-        return first_in_chain(
-            sys._getframe(2), RETRY_LAYER_CODES
-        ) and _as_the_caller_asked(request)
 
     def _unplaced_request(
         self, request: ClientRequest, handler: ClientHandlerType

@@ -540,8 +540,10 @@ class _SessionAuth(AuthMiddleware):
 
     __slots__ = ()
 
-    def _first_of_its_call(self, request: ClientRequest) -> bool:
-        return True
+    def __call__(
+        self, request: ClientRequest, handler: ClientHandlerType
+    ) -> Awaitable[aiohttp.ClientResponse]:
+        return self._authorize(request, handler, True, None)
 
 
 class _Call:
@@ -574,7 +576,7 @@ class _Call:
         if self._asked is None:  # the call's first request: what its guard keeps
             self._asked = request.url.origin()
             self._proxy = request.proxy
-        return self._auth._authorize(request, handler, self)
+        return self._auth._authorize(request, handler, True, self)
 
     def chain(
         self, after: Sequence[ClientMiddlewareType]
