@@ -15,13 +15,13 @@ the declared floors and on the latest versions.
 from __future__ import annotations
 
 import datetime
+import sys
 from collections.abc import Callable
-from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, get_origin
 
 import aiohttp
 import google.auth
-from aiohttp import ClientRequest, client_middlewares
+from aiohttp import ClientRequest
 
 __all__ = [
     "IAM_ID_TOKEN_ENDPOINT",
@@ -104,56 +104,41 @@ def call_of(request: ClientRequest) -> Any:
         ) from None
 
 
-def _codes_within(code: CodeType) -> set[CodeType]:
-    """``code`` and every function's code defined inside it."""
-    found = {code}
-    for constant in code.co_consts:
-        if isinstance(constant, CodeType):
-            found |= _codes_within(constant)
-    return found
-
-
-# The functions aiohttp wraps each middleware of a chain in. Kept alive by
-# the tuple and known by identity: hashing a code object costs ~1,000
-# instructions (it hashes its bytecode and constants), an id nothing.
-_CHAIN_WRAPPER_CODES = tuple(
-    _codes_within(client_middlewares.build_client_middlewares.__code__)
-)
-_CHAIN_WRAPPERS = frozenset(map(id, _CHAIN_WRAPPER_CODES))
 _CALL_CODE = aiohttp.ClientSession._request.__code__
 
 
-def first_in_chain(caller: FrameType | None, passable: frozenset[int]) -> bool:
-    """Whether a middleware called from ``caller`` is the first of its chain.
+def first_in_chain(passable: frozenset[int]) -> bool:
+    """Whether the middleware that calls this is the first of its call's chain.
 
-    aiohttp calls the first middleware from the wrapper that
-    ``ClientSession._request`` awaits. Any other one is called from the
-    middleware before it, or from a second wrapper, when the middleware before
-    it is a plain function that returned ``handler(request)``: exactly one
-    wrapper frame lies between the first middleware and ``_request``, but for
-    middlewares known to send the request they were given unchanged
-    (``passable``, by the identity of their frames' code), each with a
-    wrapper of its own. Where that cannot be seen (a middleware before it
-    spawned a task, another aiohttp), the answer is False.
+    Call it from the middleware's own ``__call__``, a plain function: aiohttp
+    calls the first middleware from the wrapper that ``ClientSession._request``
+    awaits, so the frame two above the middleware's is ``_request``'s only if
+    no other middleware runs before it. Any other one is called from the
+    middleware before it, or from a wrapper awaited by that one's wrapper (a
+    plain function that returned ``handler(request)``). Frames of middlewares
+    known to send the request they were given unchanged (``passable``, by the
+    identity of their code) are passed over, with their own wrapper. Where
+    that cannot be seen (another aiohttp, a stack not that deep), the answer
+    is False. Frames are looked up by depth: only those compared are made
+    into frame objects.
 
     Args:
-        caller (Optional[types.FrameType]): The frame that called the middleware.
         passable (FrozenSet[int]): ``id()`` of the code of frames to pass over.
 
     Returns:
         bool: True only if no other middleware runs before it in this call.
     """
-    frame = caller
-    while frame is not None and id(frame.f_code) in _CHAIN_WRAPPERS:
-        frame = frame.f_back
-        if frame is None:
-            return False
-        if frame.f_code is _CALL_CODE:
-            return True
-        if id(frame.f_code) not in passable:
-            return False
-        frame = frame.f_back
-    return False
+    depth = 3  # this function, the middleware, its wrapper, who awaits that
+    try:
+        code = sys._getframe(depth).f_code
+        while code is not _CALL_CODE:
+            if id(code) not in passable:
+                return False
+            depth += 2  # the passable middleware, then its wrapper
+            code = sys._getframe(depth).f_code
+    except ValueError:  # the stack ends first: not aiohttp's chain
+        return False
+    return True
 
 
 def trace_context(request: ClientRequest, trace_config: Any) -> Any:

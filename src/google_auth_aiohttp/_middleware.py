@@ -32,7 +32,6 @@ sends, refreshes and re-sends.
 
 from __future__ import annotations
 
-import sys
 import weakref
 from collections.abc import Awaitable, Collection
 from types import SimpleNamespace
@@ -184,9 +183,9 @@ class AuthMiddleware:
         Returns:
             Awaitable[aiohttp.ClientResponse]: The response, after any refresh.
         """
-        # Seen from here, in the frame that called it: from a coroutine of
-        # its own, a middleware that returned this one's awaitable is gone.
-        first = first_in_chain(sys._getframe(1), RETRY_LAYER_CODES)
+        # Seen from here, called by whoever calls it: from a coroutine of its
+        # own, a middleware that returned this one's awaitable is gone.
+        first = first_in_chain(RETRY_LAYER_CODES)
         return self._authorize(request, handler, first, None)
 
     async def _authorize(
