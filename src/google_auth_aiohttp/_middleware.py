@@ -32,6 +32,7 @@ sends, refreshes and re-sends.
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Awaitable, Collection
 from types import SimpleNamespace
@@ -44,6 +45,7 @@ from yarl import URL
 from google_auth_aiohttp._auth.flow import (
     DEFAULT_MAX_REFRESH_ATTEMPTS,
     DEFAULT_REFRESH_STATUS_CODES,
+    WAIT_MARGIN,
     AuthFlow,
     CallLimits,
 )
@@ -203,13 +205,22 @@ class AuthMiddleware:
         that call passes through it.
         """
         url = request.url
-        asked = self._redirected.asked_origin(request)
-        if asked is not None:  # a hop of a call that got a redirect
-            if may_authorize(request, asked):
-                response = await self._flow.send(request, handler, limits)
+        note = self._redirected.note_of(request)
+        if note is not None:  # a hop of a call that got a redirect
+            if may_authorize(request, note.origin):
+                # The call's time runs from its first request, not this hop.
+                response = await self._flow.send(
+                    request, handler, note if limits is None else limits
+                )
             else:
-                response = await send_unauthorized(request, handler, asked)
-        elif placed_first and _as_the_caller_asked(request):  # its call's first
+                response = await send_unauthorized(request, handler, note.origin)
+            if response.status in REDIRECT_STATUSES:
+                self._redirected.add(request, response, note.origin)
+            return response
+        # When the call started, near enough: what a later hop's wait counts from.
+        began = asyncio.get_running_loop().time()
+        asked: URL | None = None
+        if placed_first and _as_the_caller_asked(request):  # its call's first
             response = await self._flow.send(request, handler, limits)
         else:
             traced = trace_context(request, self._trace_config)
@@ -222,7 +233,7 @@ class AuthMiddleware:
                 response = await send_unauthorized(request, handler, asked)
         if response.status in REDIRECT_STATUSES:
             # The URL was kept, not its origin: one is worked out only here.
-            self._redirected.add(request, response, asked or url.origin())
+            self._redirected.add(request, response, asked or url.origin(), began)
         return response
 
     def _unplaced_request(
@@ -292,19 +303,37 @@ class _RedirectedCalls:
     def __init__(self) -> None:
         self._notes: dict[int, _Note] = {}
 
-    def asked_origin(self, request: ClientRequest) -> URL | None:
-        """The origin ``request``'s call asked for, or None for a call's first."""
+    def note_of(self, request: ClientRequest) -> _Note | None:
+        """The note of ``request``'s call, or None for a call's first request."""
         if not self._notes:  # no redirect in flight: the usual case
             return None
-        note = self._notes.get(id(call_of(request)))
+        return self._notes.get(id(call_of(request)))
+
+    def asked_origin(self, request: ClientRequest) -> URL | None:
+        """The origin ``request``'s call asked for, or None for a call's first."""
+        note = self.note_of(request)
         return None if note is None else note.origin
 
-    def add(self, request: ClientRequest, response: ClientResponse, asked: URL) -> None:
-        """Note that ``request``, of a call that asked for ``asked``, got a redirect."""
+    def add(
+        self,
+        request: ClientRequest,
+        response: ClientResponse,
+        asked: URL,
+        started: float | None = None,
+    ) -> None:
+        """Note that ``request``, of a call that asked for ``asked``, got a redirect.
+
+        ``started``: when the call's first request reached this layer, in
+        ``loop.time()``, for the call's first note; None: no time limit known.
+        """
         call = call_of(request)
         note = self._notes.get(id(call))
         if note is None:
-            note = self._notes[id(call)] = _Note(call, asked)
+            session = request.session
+            total = None
+            if session is not None and started is not None:
+                total = session.timeout.total
+            note = self._notes[id(call)] = _Note(call, asked, started, total)
         note.responses += 1
         weakref.finalize(response, self._release, id(call), note)
 
@@ -315,11 +344,26 @@ class _RedirectedCalls:
 
 
 class _Note:
-    """A call, the origin it asked for, and how many redirects of it live."""
+    """A call, the origin it asked for, and how many redirects of it live.
 
-    __slots__ = ("call", "origin", "responses")
+    Also the call's limits (:class:`~google_auth_aiohttp._auth.flow.CallLimits`)
+    for a hop that has no others: aiohttp's total timeout counts from the
+    call's start, so a hop waits for a refresh no longer than what is left.
+    """
 
-    def __init__(self, call: Any, origin: URL) -> None:
+    __slots__ = ("call", "origin", "responses", "started", "total")
+
+    def __init__(
+        self, call: Any, origin: URL, started: float | None, total: float | None
+    ) -> None:
         self.call = call
         self.origin = origin
         self.responses = 0
+        self.started = started
+        self.total = total
+
+    def wait_until(self) -> float | None:
+        """When, in ``loop.time()``, the call stops waiting for a refresh."""
+        if not self.total or self.started is None:
+            return None
+        return self.started + self.total - WAIT_MARGIN

@@ -448,14 +448,17 @@ with warnings.catch_warnings():
             certificate or middlewares of the caller's, needs none of
             request()'s checks: skipping them saves ~5,000 instructions of
             ~330,000 a request (benchmarks/INSTRUCTIONS.md). ``_connector`` is
-            what ClientSession.close() and detach() clear; the ``closed``
-            property asks the connector too, for ~1,300 more.
+            what ClientSession.close() and detach() clear; a connector closed
+            by its owner (``connector_owner=False``) is asked too, so that
+            request() says the session is closed.
             """
+            connector = self._connector
             if (
                 kwargs
                 or self._after_auth
                 or self._mtls.context is not None
-                or self._connector is None
+                or connector is None
+                or connector.closed
                 or self._total_timeout == NO_TIME
             ):
                 if data is not None:  # named by post(), put() and patch() only
