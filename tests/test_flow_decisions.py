@@ -128,26 +128,31 @@ def test_x_goog_api_client_is_appended_to_once_and_decoded() -> None:
     assert headers["authorization"] == "Bearer t"
 
 
+def _noted_origin(notes: Any, request: ClientRequest) -> URL | None:
+    note = notes.note_of(request)
+    return None if note is None else note.origin
+
+
 async def test_a_redirect_note_lives_as_long_as_the_redirect_response() -> None:
     first = request_to("https://asked.test/a")
     hop = request_to("https://other.test/b", calls=first._traces)
     another_call = request_to("https://other.test/b")
     notes = _middleware._RedirectedCalls()
-    assert notes.asked_origin(hop) is None  # nothing noted: a call's first request
+    assert notes.note_of(hop) is None  # nothing noted: a call's first request
     redirect = Answer(302)
     notes.add(first, redirect, URL("https://asked.test"))  # type: ignore[arg-type]
-    assert notes.asked_origin(hop) == URL("https://asked.test")
-    assert notes.asked_origin(another_call) is None
+    assert _noted_origin(notes, hop) == URL("https://asked.test")
+    assert notes.note_of(another_call) is None
     # The hop is redirected too; a middleware before this one drops the first
     # redirect (it retried it, say): the note stays while the second lives.
     second = Answer(302)
     notes.add(hop, second, URL("https://asked.test"))  # type: ignore[arg-type]
     del redirect
     gc.collect()
-    assert notes.asked_origin(hop) == URL("https://asked.test")
+    assert _noted_origin(notes, hop) == URL("https://asked.test")
     del second
     gc.collect()
-    assert notes.asked_origin(hop) is None
+    assert notes.note_of(hop) is None
 
 
 # -- Refresh decisions, driven with fake answers --------------------------------

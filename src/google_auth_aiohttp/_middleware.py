@@ -36,7 +36,7 @@ import asyncio
 import weakref
 from collections.abc import Awaitable, Collection
 from types import SimpleNamespace
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
@@ -130,14 +130,8 @@ class AuthMiddleware:
             )
         )
 
-    @classmethod
-    def _running(cls, flow: AuthFlow) -> Self:
-        """One that runs ``flow``, made by its host (an ``AuthorizedSession``)."""
-        middleware = cls.__new__(cls)
-        middleware._hold(flow)
-        return middleware
-
     def _hold(self, flow: AuthFlow) -> None:
+        """Run ``flow``; what every constructor of this class and its own does."""
         self._flow = flow
         self._redirected = _RedirectedCalls()
         self._trace_config = _asked_origins()
@@ -308,11 +302,6 @@ class _RedirectedCalls:
         if not self._notes:  # no redirect in flight: the usual case
             return None
         return self._notes.get(id(call_of(request)))
-
-    def asked_origin(self, request: ClientRequest) -> URL | None:
-        """The origin ``request``'s call asked for, or None for a call's first."""
-        note = self.note_of(request)
-        return None if note is None else note.origin
 
     def add(
         self,

@@ -185,7 +185,7 @@ with warnings.catch_warnings():
             # request() gets a chain of its own, with the guard behind them;
             # one that reaches ClientSession's internals another way is not
             # authorized.
-            auth = _SessionAuth._running(flow)
+            auth = _SessionAuth(flow)
             chain: tuple[ClientMiddlewareType, ...] = after_auth
             if not after_auth:
                 chain = (auth,)
@@ -447,18 +447,13 @@ with warnings.catch_warnings():
             A verb given no options, on an open session without a client
             certificate or middlewares of the caller's, needs none of
             request()'s checks: skipping them saves ~5,000 instructions of
-            ~330,000 a request (benchmarks/INSTRUCTIONS.md). ``_connector`` is
-            what ClientSession.close() and detach() clear; a connector closed
-            by its owner (``connector_owner=False``) is asked too, so that
-            request() says the session is closed.
+            ~330,000 a request (benchmarks/INSTRUCTIONS.md).
             """
-            connector = self._connector
             if (
                 kwargs
                 or self._after_auth
                 or self._mtls.context is not None
-                or connector is None
-                or connector.closed
+                or self.closed
                 or self._total_timeout == NO_TIME
             ):
                 if data is not None:  # named by post(), put() and patch() only
@@ -543,10 +538,17 @@ class _SessionAuth(AuthMiddleware):
 
     __slots__ = ()
 
+    def __init__(self, flow: AuthFlow) -> None:
+        self._hold(flow)
+
     def __call__(
         self, request: ClientRequest, handler: ClientHandlerType
     ) -> Awaitable[aiohttp.ClientResponse]:
         return self._authorize(request, handler, True, None)
+
+    def secret_header_names(self) -> frozenset[str]:
+        """The names of the secret headers its credentials add to requests."""
+        return self._flow.secret_header_names()
 
 
 class _Call:
@@ -606,7 +608,7 @@ class _Call:
             or not may_authorize(request, asked)
             or request.proxy != self._proxy
         ):
-            strip_secrets(request.headers, self._auth._flow.secret_header_names())
+            strip_secrets(request.headers, self._auth.secret_header_names())
         return handler(request)
 
     def wait_until(self) -> float | None:
