@@ -2,7 +2,7 @@
 
 Requests are aiohttp's own ClientRequest objects; the rest of the chain is a
 function that records what it was handed and answers with a status, as
-httpx's tests drive an auth flow with ``flow.send(response)``. Credentials
+httpx's tests drive an auth flow with ``send(flow, response)``. Credentials
 that refresh mint tokens on the loop (:class:`Minted`), so that each refresh
 decision (when, how often, for whom, what a failure does) is counted exactly.
 """
@@ -29,7 +29,9 @@ from google_auth_aiohttp._auth import flow as _flow
 from google_auth_aiohttp._auth import origin as _origin
 from google_auth_aiohttp._auth import refresh as _refresh
 from google_auth_aiohttp._auth.single_flight import HedgeBudget, SingleFlight
+from google_auth_aiohttp._compat import call_of
 from google_auth_aiohttp._credentials.own_requests import credentials_request
+from google_auth_aiohttp._session import _SessionAuth
 
 from .conftest import LoopClock, refresh_waiters, until
 
@@ -63,6 +65,16 @@ def flow() -> _flow.AuthFlow:
     return _flow.AuthFlow(creds.with_quota_project("billing"))
 
 
+def send(
+    flow: _flow.AuthFlow, request: ClientRequest, chain: Any, limits: Any = None
+) -> Coroutine[Any, Any, Any]:
+    """Send ``request`` through the auth layer running ``flow``, as aiohttp does.
+
+    With ``limits``, as a call of an ``AuthorizedSession`` with options does.
+    """
+    return _SessionAuth(flow)._authorize(request, chain, True, limits)
+
+
 def request_to(url: str, calls: Any = None) -> ClientRequest:
     request = ClientRequest("GET", URL(url), loop=asyncio.get_running_loop())
     if calls is not None:
@@ -74,8 +86,8 @@ async def test_the_asked_origin_gets_the_credentials_headers(
     flow: _flow.AuthFlow,
 ) -> None:
     chain = Chain()
-    await flow.send(request_to("https://api.test/a"), chain)
-    await flow.send(request_to("https://api.test/b"), chain)
+    await send(flow, request_to("https://api.test/a"), chain)
+    await send(flow, request_to("https://api.test/b"), chain)
     assert len(chain.sent) == 2
     for headers in chain.sent:
         assert headers["Authorization"] == "Bearer t0k3n"
@@ -115,13 +127,13 @@ async def test_a_rejected_token_is_not_resent_when_it_cannot_change(
 
     chain = Chain(401)
     with pytest.raises(exceptions.RefreshError):
-        await flow.send(request_to("https://api.test/a"), chain)
+        await send(flow, request_to("https://api.test/a"), chain)
     assert len(chain.sent) == 1
 
 
 def test_x_goog_api_client_is_appended_to_once_and_decoded() -> None:
     headers: CIMultiDict[Any] = CIMultiDict({"x-goog-api-client": b"gl-python/3 lib/1"})
-    added = {"x-goog-api-client": "cred-type/sa", "authorization": "Bearer t"}
+    added = (("x-goog-api-client", "cred-type/sa"), ("authorization", "Bearer t"))
     _flow._merge_headers(headers, added)
     _flow._merge_headers(headers, added)  # a re-send after a refresh
     assert headers["x-goog-api-client"] == "gl-python/3 lib/1 cred-type/sa"
@@ -129,7 +141,7 @@ def test_x_goog_api_client_is_appended_to_once_and_decoded() -> None:
 
 
 def _noted_origin(notes: Any, request: ClientRequest) -> URL | None:
-    note = notes.note_of(request)
+    note = notes.notes.get(id(call_of(request)))
     return None if note is None else note.origin
 
 
@@ -138,11 +150,11 @@ async def test_a_redirect_note_lives_as_long_as_the_redirect_response() -> None:
     hop = request_to("https://other.test/b", calls=first._traces)
     another_call = request_to("https://other.test/b")
     notes = _middleware._RedirectedCalls()
-    assert notes.note_of(hop) is None  # nothing noted: a call's first request
+    assert _noted_origin(notes, hop) is None  # nothing noted: a call's first request
     redirect = Answer(302)
     notes.add(first, redirect, URL("https://asked.test"))  # type: ignore[arg-type]
     assert _noted_origin(notes, hop) == URL("https://asked.test")
-    assert notes.note_of(another_call) is None
+    assert _noted_origin(notes, another_call) is None
     # The hop is redirected too; a middleware before this one drops the first
     # redirect (it retried it, say): the note stays while the second lives.
     second = Answer(302)
@@ -152,7 +164,7 @@ async def test_a_redirect_note_lives_as_long_as_the_redirect_response() -> None:
     assert _noted_origin(notes, hop) == URL("https://asked.test")
     del second
     gc.collect()
-    assert notes.note_of(hop) is None
+    assert _noted_origin(notes, hop) is None
 
 
 # -- Refresh decisions, driven with fake answers --------------------------------
@@ -219,8 +231,8 @@ class Until:
 async def test_a_missing_token_is_refreshed_before_the_request_goes() -> None:
     credentials = Minted()
     chain = Chain()
-    response = await _flow.AuthFlow(credentials).send(
-        request_to("https://a.test"), chain
+    response = await send(
+        _flow.AuthFlow(credentials), request_to("https://a.test"), chain
     )
     assert response.status == 200
     assert tokens(chain) == ["Bearer token-1"]
@@ -230,8 +242,8 @@ async def test_a_missing_token_is_refreshed_before_the_request_goes() -> None:
 async def test_a_rejected_token_is_refreshed_and_the_request_sent_again() -> None:
     credentials = Minted()
     chain = Chain(401, 200)
-    response = await _flow.AuthFlow(credentials).send(
-        request_to("https://a.test"), chain
+    response = await send(
+        _flow.AuthFlow(credentials), request_to("https://a.test"), chain
     )
     assert response.status == 200
     assert tokens(chain) == ["Bearer token-1", "Bearer token-2"]
@@ -242,7 +254,7 @@ async def test_refreshes_stop_at_max_refresh_attempts(attempts: int) -> None:
     credentials = Minted()
     chain = Chain(*[401] * 5)
     flow = _flow.AuthFlow(credentials, max_refresh_attempts=attempts)
-    response = await flow.send(request_to("https://a.test"), chain)
+    response = await send(flow, request_to("https://a.test"), chain)
     assert response.status == 401  # the last answer, as it is
     assert len(chain.sent) == 1 + attempts
     assert credentials.refreshes == 1 + attempts
@@ -251,14 +263,14 @@ async def test_refreshes_stop_at_max_refresh_attempts(attempts: int) -> None:
 async def test_only_the_refresh_status_codes_make_a_refresh() -> None:
     credentials = Minted()
     chain = Chain(403)
-    response = await _flow.AuthFlow(credentials).send(
-        request_to("https://a.test"), chain
+    response = await send(
+        _flow.AuthFlow(credentials), request_to("https://a.test"), chain
     )
     assert response.status == 403
     assert len(chain.sent) == 1
     chain = Chain(403, 200)
     flow = _flow.AuthFlow(credentials, refresh_status_codes=(401, 403))
-    response = await flow.send(request_to("https://a.test"), chain)
+    response = await send(flow, request_to("https://a.test"), chain)
     assert response.status == 200
     assert tokens(chain) == ["Bearer token-1", "Bearer token-2"]
 
@@ -272,7 +284,7 @@ async def test_a_body_that_cannot_be_read_twice_is_not_sent_again() -> None:
         "PUT", URL("https://a.test/b"), data=once(), loop=asyncio.get_running_loop()
     )
     chain = Sending(401, 200)
-    response = await _flow.AuthFlow(credentials).send(request, chain)
+    response = await send(_flow.AuthFlow(credentials), request, chain)
     assert response.status == 401  # returned as it is
     assert len(chain.sent) == 1
     assert credentials.refreshes == 1  # no refresh for a request that cannot go again
@@ -283,7 +295,7 @@ async def test_a_rejection_of_a_token_replaced_since_is_resent_without_a_refresh
 ):
     credentials = Minted()
     flow = _flow.AuthFlow(credentials)
-    await flow.send(request_to("https://a.test"), Chain())
+    await send(flow, request_to("https://a.test"), Chain())
 
     class RefreshedElsewhere(Chain):
         async def __call__(self, request: ClientRequest) -> Any:
@@ -294,7 +306,7 @@ async def test_a_rejection_of_a_token_replaced_since_is_resent_without_a_refresh
             return answer
 
     chain = RefreshedElsewhere(401, 200)
-    response = await flow.send(request_to("https://a.test"), chain)
+    response = await send(flow, request_to("https://a.test"), chain)
     assert response.status == 200
     assert tokens(chain) == ["Bearer token-1", "Bearer token-from-elsewhere"]
     assert credentials.refreshes == 1
@@ -304,7 +316,7 @@ async def test_credentials_own_requests_pass_as_they_are() -> None:
     credentials = Minted()
     chain = Chain()
     with credentials_request():
-        await _flow.AuthFlow(credentials).send(request_to("https://token.test"), chain)
+        await send(_flow.AuthFlow(credentials), request_to("https://token.test"), chain)
     assert tokens(chain) == [None]
     assert credentials.refreshes == 0
 
@@ -316,14 +328,14 @@ async def test_a_credentials_request_sent_to_another_origin_is_refused() -> None
     request.url = URL("https://elsewhere.test/token")  # what a middleware did
     chain = Chain()
     with credentials_request(), pytest.raises(exceptions.TransportError) as caught:
-        await _flow.AuthFlow(Minted()).send(request, chain)
+        await send(_flow.AuthFlow(Minted()), request, chain)
     assert chain.sent == []
     assert "https://elsewhere.test/token" in str(caught.value)
 
 
 async def test_once_sent_the_secret_headers_are_blanked(flow: _flow.AuthFlow) -> None:
     request = request_to("https://api.test/a")
-    await flow.send(request, Chain())
+    await send(flow, request, Chain())
     assert request.headers["Authorization"] == _origin.REDACTED
     assert request.headers["x-goog-user-project"] == "billing"  # no secret
 
@@ -335,14 +347,14 @@ async def test_a_stale_token_is_sent_while_a_refresh_runs_in_the_background() ->
     credentials.hold = asyncio.Event()
     flow = _flow.AuthFlow(credentials)
     chain = Chain()
-    await flow.send(request_to("https://a.test"), chain)
+    await send(flow, request_to("https://a.test"), chain)
     await until(lambda: credentials.refreshes == 1, "a refresh started")
-    await flow.send(request_to("https://a.test"), chain)  # nobody waits for it
+    await send(flow, request_to("https://a.test"), chain)  # nobody waits for it
     assert tokens(chain) == ["Bearer old", "Bearer old"]
     assert credentials.refreshes == 1  # nor starts another
     credentials.hold.set()
     await until(lambda: credentials.token == "token-1", "the background refresh")
-    await flow.send(request_to("https://a.test"), chain)
+    await send(flow, request_to("https://a.test"), chain)
     assert tokens(chain)[-1] == "Bearer token-1"
     assert credentials.refreshes == 1
 
@@ -356,7 +368,7 @@ async def held_sends(
     """
     hold = credentials.hold = asyncio.Event()
     sending = [
-        asyncio.create_task(flow.send(request_to(f"https://a.test/{i}"), chain))
+        asyncio.create_task(send(flow, request_to(f"https://a.test/{i}"), chain))
         for i in range(count)
     ]
     await refresh_waiters(credentials, count)
@@ -387,7 +399,7 @@ async def test_a_failed_refresh_reaches_every_waiter_and_is_not_kept() -> None:
     assert [type(r) for r in results] == [exceptions.RefreshError] * 5
     assert chain.sent == []
     credentials.error = None  # the next caller tries again
-    await flow.send(request_to("https://a.test"), chain)
+    await send(flow, request_to("https://a.test"), chain)
     assert tokens(chain) == ["Bearer token-2"]
     assert credentials.refreshes == 2
 
@@ -399,10 +411,10 @@ async def test_a_caller_out_of_time_leaves_and_the_refresh_goes_on() -> None:
     chain = Chain()
     loop = asyncio.get_running_loop()
     with pytest.raises(_refresh.RefreshWaitTimeout, match="to get a token") as caught:
-        await flow.send(request_to("https://a.test"), chain, Until(loop.time()))
+        await send(flow, request_to("https://a.test"), chain, Until(loop.time()))
     assert isinstance(caught.value, TimeoutError)
     assert chain.sent == []
-    staying = asyncio.create_task(flow.send(request_to("https://a.test"), chain))
+    staying = asyncio.create_task(send(flow, request_to("https://a.test"), chain))
     await refresh_waiters(credentials, 1)  # it joins the refresh still in the air
     credentials.hold.set()
     await staying
@@ -413,7 +425,7 @@ async def test_a_caller_out_of_time_leaves_and_the_refresh_goes_on() -> None:
 async def test_a_short_lived_token_of_ours_is_fresh_until_half_its_life() -> None:
     # 2 min: less than google-auth's 3 min 45 s threshold, stale at birth there.
     credentials = Minted(lifetime=120)
-    await _flow.AuthFlow(credentials).send(request_to("https://a.test"), Chain())
+    await send(_flow.AuthFlow(credentials), request_to("https://a.test"), Chain())
     assert credentials.token_state is TokenState.STALE  # google-auth's view
     assert _refresh.refresher_for(credentials).state() is TokenState.FRESH
     # A token we did not see born is judged by google-auth's threshold.
@@ -434,10 +446,10 @@ async def test_a_failed_background_refresh_is_not_retried_at_once(
     credentials.error = exceptions.RefreshError("refused")
     flow = _flow.AuthFlow(credentials)
     chain = Chain()
-    await flow.send(request_to("https://a.test"), chain)
+    await send(flow, request_to("https://a.test"), chain)
     await until(lambda: "Background refresh failed" in caplog.text, "the failure")
     for _ in range(3):
-        await flow.send(request_to("https://a.test"), chain)
+        await send(flow, request_to("https://a.test"), chain)
     assert tokens(chain) == ["Bearer old"] * 4  # the token still works
     # For BACKGROUND_RETRY_DELAY, no other refresh starts.
     assert _refresh.refresher_for(credentials)._memory.flight.current() is None
@@ -454,8 +466,8 @@ async def test_credentials_that_cannot_refresh_get_the_rejection_as_it_is() -> N
             headers["Authorization"] = "Bearer fixed"
 
     chain = Chain(401, 200)
-    response = await _flow.AuthFlow(HeaderOnly()).send(
-        request_to("https://a.test"), chain
+    response = await send(
+        _flow.AuthFlow(HeaderOnly()), request_to("https://a.test"), chain
     )
     assert response.status == 401
     assert tokens(chain) == ["Bearer fixed"]

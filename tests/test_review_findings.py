@@ -113,7 +113,7 @@ def test_no_secret_the_credentials_add_is_left_once_sent_whatever_the_case(
     added: dict[str, str], callers: dict[str, str]
 ) -> None:
     headers: CIMultiDict[str] = CIMultiDict(callers)
-    _merge_headers(headers, added)
+    _merge_headers(headers, tuple(added.items()))
     redact(headers, secret_names(added))
     for name in added:
         if name.lower() in NOT_SECRET:

@@ -134,7 +134,7 @@ async def test_a_failed_send_leaves_no_secret_in_the_locals_of_its_traceback(
             caught.value, capture_locals=True
         ).format()
     )
-    assert "_auth/flow.py" in printed  # the flow's frame is there...
+    assert "_middleware.py" in printed  # the auth layer's frame is there...
     assert str(credentials.token) not in printed  # ...and holds no token
 
 

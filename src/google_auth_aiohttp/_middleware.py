@@ -49,7 +49,7 @@ from google_auth_aiohttp._auth.flow import (
     AuthFlow,
     CallLimits,
 )
-from google_auth_aiohttp._auth.origin import may_authorize, send_unauthorized
+from google_auth_aiohttp._auth.origin import may_authorize, redact, send_unauthorized
 from google_auth_aiohttp._compat import call_of, first_in_chain, trace_context
 from google_auth_aiohttp._logging import LOGGER, safe_url
 from google_auth_aiohttp._retry import RETRY_LAYER_CODES
@@ -191,43 +191,67 @@ class AuthMiddleware:
         placed_first: bool,
         limits: CallLimits | None,
     ) -> ClientResponse:
-        """Place ``request`` in its call, send it, note where a redirect came from.
+        """The auth layer, top to bottom: place, authorize, send, refresh, note.
 
-        The steady state is the second branch: no redirect in flight, and this
-        middleware first in the call's chain (``placed_first``), where a
-        request it did not see redirected is its call's first. Every hop of
-        that call passes through it.
+        The steady state: no redirect in flight, this layer first in the
+        call's chain (``placed_first``), where a request it did not see
+        redirected is its call's first; the kept headers of a fresh token go
+        on it; it is sent; the status is neither a rejection nor a redirect.
+        The flow's steps are run here, in the layer's one coroutine (a
+        coroutine of the flow's own, awaited by this one, cost ~2,000
+        instructions of ~330,000 a request: benchmarks/INSTRUCTIONS.md).
         """
-        url = request.url
-        note = self._redirected.note_of(request)
-        if note is not None:  # a hop of a call that got a redirect
-            if may_authorize(request, note.origin):
-                # The call's time runs from its first request, not this hop.
-                response = await self._flow.send(
-                    request, handler, note if limits is None else limits
-                )
-            else:
-                response = await send_unauthorized(request, handler, note.origin)
-            if response.status in REDIRECT_STATUSES:
-                self._redirected.add(request, response, note.origin)
-            return response
-        # When the call started, near enough: what a later hop's wait counts from.
-        began = asyncio.get_running_loop().time()
+        # 1. Place the request in its call: the origin the call asked for
+        # (None: this request's own, as the call's first) and its limits.
         asked: URL | None = None
-        if placed_first and _as_the_caller_asked(request):  # its call's first
-            response = await self._flow.send(request, handler, limits)
+        began: float | None = None
+        notes = self._redirected.notes
+        note = notes.get(id(call_of(request))) if notes else None
+        if note is not None:  # a hop of a call that got a redirect
+            asked = note.origin
+            if limits is None:  # the call's time runs from its first request
+                limits = note
         else:
-            traced = trace_context(request, self._trace_config)
-            if traced is None:
-                return await self._unplaced_request(request, handler)
-            asked = traced.asked_origin  # aiohttp said where the call started
-            if may_authorize(request, asked):
-                response = await self._flow.send(request, handler, limits)
-            else:
-                response = await send_unauthorized(request, handler, asked)
+            # When the call started, near enough: in the loop's own time,
+            # as aiohttp's timer counts it.
+            began = asyncio.get_running_loop().time()
+            if not (placed_first and _as_the_caller_asked(request)):
+                traced = trace_context(request, self._trace_config)
+                if traced is None:
+                    return await self._unplaced_request(request, handler)
+                asked = traced.asked_origin  # aiohttp said where the call started
+        # 2. Authorize it (or not), send it, refresh and re-send if rejected.
+        flow = self._flow
+        if asked is not None and not may_authorize(request, asked):
+            response = await send_unauthorized(request, handler, asked)
+        elif flow.passes(request):  # a request the credentials make themselves
+            response = await handler(request)
+        else:
+            authorization = None
+            try:
+                authorization = flow.kept_authorization()
+                if authorization is None:
+                    authorization = await flow.authorization(request, limits)
+                sent_cert = flow.put_on(request, authorization)
+                try:
+                    response = await handler(request)
+                finally:
+                    redact(request.headers, authorization[2])
+                if response.status in flow.refresh_status_codes:
+                    response = await flow.refresh_and_resend(
+                        request, handler, response, authorization[1], sent_cert, limits
+                    )
+            except BaseException:
+                # A traceback keeps this frame, and error trackers (and
+                # pytest --showlocals) print its locals: none holds a secret.
+                authorization = None
+                raise
+        # 3. Note where a redirect came from, for the call's next hop.
         if response.status in REDIRECT_STATUSES:
             # The URL was kept, not its origin: one is worked out only here.
-            self._redirected.add(request, response, asked or url.origin(), began)
+            self._redirected.add(
+                request, response, asked or request.url.origin(), began
+            )
         return response
 
     def _unplaced_request(
@@ -292,16 +316,12 @@ class _RedirectedCalls:
     no other call can take that object's id meanwhile.
     """
 
-    __slots__ = ("_notes",)
+    __slots__ = ("notes",)
 
     def __init__(self) -> None:
-        self._notes: dict[int, _Note] = {}
-
-    def note_of(self, request: ClientRequest) -> _Note | None:
-        """The note of ``request``'s call, or None for a call's first request."""
-        if not self._notes:  # no redirect in flight: the usual case
-            return None
-        return self._notes.get(id(call_of(request)))
+        #: The notes, by ``id(call_of(request))``; empty while no redirect is
+        #: in flight, the usual case.
+        self.notes: dict[int, _Note] = {}
 
     def add(
         self,
@@ -316,20 +336,20 @@ class _RedirectedCalls:
         ``loop.time()``, for the call's first note; None: no time limit known.
         """
         call = call_of(request)
-        note = self._notes.get(id(call))
+        note = self.notes.get(id(call))
         if note is None:
             session = request.session
             total = None
             if session is not None and started is not None:
                 total = session.timeout.total
-            note = self._notes[id(call)] = _Note(call, asked, started, total)
+            note = self.notes[id(call)] = _Note(call, asked, started, total)
         note.responses += 1
         weakref.finalize(response, self._release, id(call), note)
 
     def _release(self, key: int, note: _Note) -> None:
         note.responses -= 1
-        if not note.responses and self._notes.get(key) is note:
-            del self._notes[key]
+        if not note.responses and self.notes.get(key) is note:
+            del self.notes[key]
 
 
 class _Note:

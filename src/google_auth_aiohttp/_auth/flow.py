@@ -1,33 +1,39 @@
-"""The auth flow: :class:`AuthFlow`, the one place where requests are authorized.
+"""The auth flow: :class:`AuthFlow`, the steps by which requests are authorized.
 
 Both clients run it in one host, an aiohttp middleware: an
 :class:`~google_auth_aiohttp.AuthMiddleware` on a plain
 ``aiohttp.ClientSession``, or the same layer first in every chain of an
-:class:`~google_auth_aiohttp.AuthorizedSession`. The host first decides, by
-the origin rule (:mod:`google_auth_aiohttp._auth.origin`), whether the
-request may carry the credentials at all; retries are a layer ahead of the host
-(:class:`~google_auth_aiohttp.RetryMiddleware`). For a request it may
-authorize, the flow:
+:class:`~google_auth_aiohttp.AuthorizedSession`. The host places each
+request in its call and decides by the origin rule
+(:mod:`google_auth_aiohttp._auth.origin`) whether it may carry the
+credentials at all; retries are a layer ahead of the host
+(:class:`~google_auth_aiohttp.RetryMiddleware`). The host sends the request
+itself, in its one coroutine (``AuthMiddleware._authorize``, where the
+steady state reads top to bottom); the flow decides and does the rest:
 
-1. lets requests that credentials make themselves (token endpoints, metadata
-   servers) pass as they are, unless a middleware before it sent one to
-   another origin than the credentials asked for;
-2. waits for a shared refresh if the token is missing or expired, or starts
-   one in the background if it is about to expire (it is still used meanwhile),
-   and puts the credentials' headers on the request (aiohttp has copied the
-   caller's headers into it: the caller's object is never touched);
-3. sends it, and while the status is in ``refresh_status_codes`` and
-   attempts remain, releases the response, refreshes once for all concurrent
-   callers and sends it again with the same body. A body that cannot be read
-   twice is never re-sent: the response is returned as it is;
-4. once a request is sent, blanks the credentials' secrets in its headers.
+1. requests that credentials make themselves (token endpoints, metadata
+   servers) pass as they are (:meth:`AuthFlow.passes`), unless a middleware
+   before the host sent one to another origin than the credentials asked for;
+2. the headers kept for a fresh token go on the request with no google-auth
+   call (:meth:`AuthFlow.kept_authorization`, :meth:`AuthFlow.put_on`); a
+   missing or expired token is waited for in a shared refresh, one about to
+   expire is refreshed in the background and still used meanwhile
+   (:meth:`AuthFlow.authorization`). aiohttp has copied the caller's headers
+   into the request: the caller's object is never touched;
+3. while the status is in ``refresh_status_codes`` and attempts remain, the
+   response is released, the credentials refresh once for all concurrent
+   callers and the request is sent again with the same body
+   (:meth:`AuthFlow.refresh_and_resend`). A body that cannot be read twice is
+   never re-sent: the response is returned as it is;
+4. once a request is sent, the credentials' secrets in its headers are
+   blanked (:func:`~google_auth_aiohttp._auth.origin.redact`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Collection, Mapping, MutableMapping
+from collections.abc import Collection
 from typing import Any, Protocol
 
 import aiohttp
@@ -40,9 +46,14 @@ from google_auth_aiohttp._auth.origin import (
     SECRET_HEADERS,
     check_credentials_request,
     redact,
-    secret_names,
 )
-from google_auth_aiohttp._auth.refresh import Route, refresher_for, route_over
+from google_auth_aiohttp._auth.refresh import (
+    Authorization,
+    Route,
+    authorization,
+    refresher_for,
+    route_over,
+)
 from google_auth_aiohttp._body import can_resend
 from google_auth_aiohttp._checks import seconds, statuses
 from google_auth_aiohttp._credentials.own_requests import current_trail
@@ -94,11 +105,11 @@ class AuthFlow:
         "_auth_request",
         "_max_refresh_attempts",
         "_mtls",
-        "_refresh_status_codes",
         "_refresh_timeout",
         "_refresher",
         "_routes",
         "_secrets_seen",
+        "refresh_status_codes",
     )
 
     def __init__(
@@ -129,7 +140,7 @@ class AuthFlow:
                 "auth_request must be a callable transport such as "
                 f"google_auth_aiohttp.Request, not {type(auth_request).__name__}."
             )
-        self._refresh_status_codes = statuses(
+        self.refresh_status_codes = statuses(
             "refresh_status_codes", refresh_status_codes
         )
         self._max_refresh_attempts = max_refresh_attempts
@@ -156,64 +167,62 @@ class AuthFlow:
             weakref.WeakKeyDictionary()
         )
 
-    async def send(
-        self,
-        request: ClientRequest,
-        handler: ClientHandlerType,
-        limits: CallLimits | None = None,
-    ) -> ClientResponse:
-        """Send ``request`` authorized; refresh and re-send it if it is rejected.
-
-        The host has decided that ``request`` may carry the credentials.
-
-        Args:
-            request (aiohttp.ClientRequest): The request, as aiohttp passes it
-                to middlewares.
-            handler (Callable): The rest of aiohttp's chain, which sends it.
-            limits (Optional[CallLimits]): When the call stops waiting for a
-                refresh; without it, the session's own total timeout from now.
-
-        Returns:
-            aiohttp.ClientResponse: The response, after any refresh.
+    def passes(self, request: ClientRequest) -> bool:
+        """Whether ``request`` is one the credentials make themselves, sent as it is.
 
         Raises:
-            google.auth.exceptions.TransportError: If ``request`` is the
-                credentials' own and a middleware sent it to another origin.
+            google.auth.exceptions.TransportError: If it is, and a middleware
+                sent it to another origin than the credentials asked for.
         """
-        if current_trail() is not None:  # a credentials request
-            check_credentials_request(request)
-            return await handler(request)
-        added: Mapping[str, str] | None = None
-        fresh: tuple[Mapping[str, str], Any, tuple[str, ...]] | None
-        fresh = self._refresher.kept_headers()  # steady state: no google-auth
-        try:
-            if fresh is None:
-                fresh = await self._credentials_headers(request, limits)
-                _still_open(request)
-            added, sent_token, secrets = fresh
-            sent_cert = self._put_on(request, added)
-            try:
-                response = await handler(request)
-            finally:
-                redact(request.headers, secrets)
-            if response.status in self._refresh_status_codes:
-                response = await self._refresh_and_resend(
-                    request, handler, response, sent_token, sent_cert, limits
-                )
-        except BaseException:
-            # A traceback keeps this frame, and error trackers (and
-            # pytest --showlocals) print its locals: none holds a secret.
-            fresh = added = sent_token = None
-            raise
-        return response
+        if current_trail() is None:
+            return False
+        check_credentials_request(request)
+        return True
 
-    def _put_on(self, request: ClientRequest, added: Mapping[str, str]) -> Any:
-        """Put the credentials' headers on ``request``.
+    def kept_authorization(self) -> Authorization | None:
+        """The steady state: the headers kept for a fresh token, with no google-auth.
+
+        Returns:
+            Optional[Authorization]: None if the credentials must be asked
+            (:meth:`authorization`).
+        """
+        return self._refresher.kept_headers()
+
+    async def authorization(
+        self, request: ClientRequest, limits: CallLimits | None
+    ) -> Authorization:
+        """The credentials' headers for ``request``, after any refresh needed.
+
+        Args:
+            request (aiohttp.ClientRequest): The request they are for.
+            limits (Optional[CallLimits]): When its call stops waiting for a
+                refresh; without it, the session's own total timeout from now.
+
+        Raises:
+            aiohttp.ClientConnectionError: If the session closed meanwhile.
+        """
+        added, token = await self._refresher.headers(
+            self._route(request.session),
+            request.method,
+            str(request.url),
+            _waits_until(request, limits),
+        )
+        made = authorization(added, token)
+        # Noted before the request is sent; off the steady state's path.
+        self._secrets_seen = self._secrets_seen.union(n.lower() for n in made[2])
+        _still_open(request)
+        return made
+
+    def put_on(self, request: ClientRequest, authorization: Authorization) -> Any:
+        """Put the credentials' headers on ``request``, about to be sent.
+
+        aiohttp copied the caller's headers into the request: the caller's
+        object is never touched.
 
         Returns:
             Optional[bytes]: The client certificate it goes out with, if any.
         """
-        _merge_headers(request.headers, added)
+        _merge_headers(request.headers, authorization[0])
         return None if self._mtls is None else self._mtls.cert
 
     def secret_header_names(self) -> frozenset[str]:
@@ -236,35 +245,15 @@ class AuthFlow:
                 self._routes[session] = route
         return route
 
-    async def _credentials_headers(
-        self, request: ClientRequest, limits: CallLimits | None
-    ) -> tuple[MutableMapping[str, str], Any, tuple[str, ...]]:
-        """The headers the credentials add, after any refresh needed.
-
-        Returns:
-            Tuple[MutableMapping[str, str], Any, Tuple[str, ...]]: The headers,
-            the token in them and the names of the secret ones.
-        """
-        added, token = await self._refresher.headers(
-            self._route(request.session),
-            request.method,
-            str(request.url),
-            _waits_until(request, limits),
-        )
-        secrets = secret_names(added)
-        # Noted before the request is sent; off the steady state's path.
-        self._secrets_seen = self._secrets_seen.union(n.lower() for n in secrets)
-        return added, token, secrets
-
     def _must_resend(self, request: ClientRequest, response: ClientResponse) -> bool:
         """Whether a refresh may turn ``response`` into a better one."""
         return (
-            response.status in self._refresh_status_codes
+            response.status in self.refresh_status_codes
             and self._refresher.adapter.can_refresh
             and can_resend(request, response.status)
         )
 
-    async def _refresh_and_resend(
+    async def refresh_and_resend(
         self,
         request: ClientRequest,
         handler: ClientHandlerType,
@@ -273,8 +262,20 @@ class AuthFlow:
         sent_cert: bytes | None,
         limits: CallLimits | None,
     ) -> ClientResponse:
-        """Refresh and re-send while the response says the token was rejected."""
-        added: Mapping[str, str] | None = None
+        """Refresh and re-send while the response says the token was rejected.
+
+        Args:
+            request (aiohttp.ClientRequest): The rejected request.
+            handler (Callable): The rest of aiohttp's chain, which sends it.
+            response (aiohttp.ClientResponse): Its response.
+            sent_token (Any): The token it was sent with.
+            sent_cert (Optional[bytes]): The client certificate it presented.
+            limits (Optional[CallLimits]): See :meth:`authorization`.
+
+        Returns:
+            aiohttp.ClientResponse: The last response.
+        """
+        authorization: Authorization | None = None
         attempt = 0
         while attempt < self._max_refresh_attempts and self._must_resend(
             request, response
@@ -296,17 +297,17 @@ class AuthFlow:
                     sent_token,
                     _waits_until(request, limits),
                 )
-                added, sent_token, secrets = await self._credentials_headers(
-                    request, limits
-                )
-                _still_open(request)
-                sent_cert = self._put_on(request, added)
+                authorization = await self.authorization(request, limits)
+                _, sent_token, secrets = authorization
+                sent_cert = self.put_on(request, authorization)
                 try:
                     response = await handler(request)
                 finally:
                     redact(request.headers, secrets)
             except BaseException:
-                added = sent_token = None  # as in send(): no secret in locals
+                # A traceback keeps this frame, and error trackers (and
+                # pytest --showlocals) print its locals: none holds a secret.
+                authorization = sent_token = None
                 raise
         if attempt:
             # Only requests the flow acted on are logged; aiohttp's
@@ -357,11 +358,13 @@ def _waits_until(request: ClientRequest, limits: CallLimits | None) -> float | N
     return asyncio.get_running_loop().time() + total - WAIT_MARGIN
 
 
-def _merge_headers(headers: CIMultiDict[Any], added: Mapping[str, str]) -> None:
+def _merge_headers(
+    headers: CIMultiDict[Any], added: tuple[tuple[str, str], ...]
+) -> None:
     # What google-auth's before_request does to a request's headers: set each
     # one, but append to a client library's own x-goog-api-client (once: a
     # request re-sent after a refresh already has it).
-    for name, value in added.items():
+    for name, value in added:
         current = headers.get(name) if name == _API_CLIENT else None
         if current is None:
             headers[name] = value
