@@ -617,3 +617,12 @@ def test_strip_secrets_removes_every_secret_header() -> None:
     )
     _origin.strip_secrets(headers, frozenset({"x-custom-token", "x-goog-user-project"}))
     assert dict(headers) == {"x-goog-user-project": "p"}  # no secret, kept
+
+
+def test_a_secret_a_later_middleware_took_off_reads_blank_once_sent() -> None:
+    # request_info is a live view of the request's headers: whatever a
+    # middleware after the flow did to them, it shows no secret.
+    headers: CIMultiDict[str] = CIMultiDict({"Accept": "*/*"})
+    _origin.redact(headers, ("authorization",))
+    assert headers["authorization"] == _origin.REDACTED
+    assert headers["Accept"] == "*/*"

@@ -107,11 +107,11 @@ def redact(headers: CIMultiDict[Any], secrets: tuple[str, ...]) -> None:
     made from it) is a live view of these headers: once the request is on the
     wire, what reprs, tracebacks and error trackers print of it holds no token.
     The next send of the request (a re-send after a refresh, a retry) sets
-    them again.
+    them again. One that a middleware after the flow took off reads blank
+    too: what the view shows is never a secret.
     """
     for name in secrets:
-        if name in headers:
-            headers[name] = REDACTED
+        headers[name] = REDACTED
 
 
 def strip_secrets(headers: CIMultiDict[Any], names: frozenset[str]) -> None:
