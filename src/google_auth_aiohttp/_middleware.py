@@ -197,9 +197,10 @@ class AuthMiddleware:
         call's chain (``placed_first``), where a request it did not see
         redirected is its call's first; the kept headers of a fresh token go
         on it; it is sent; the status is neither a rejection nor a redirect.
-        The flow's steps are run here, in the layer's one coroutine (a
-        coroutine of the flow's own, awaited by this one, cost ~2,000
-        instructions of ~330,000 a request: benchmarks/INSTRUCTIONS.md).
+        The flow's steps are run here, in the layer's one coroutine: a
+        coroutine of the flow's own, awaited by this one, cost ~650 to ~1,600
+        instructions of ~330,000 a request, every request
+        (benchmarks/INSTRUCTIONS.md).
         """
         # 1. Place the request in its call: the origin the call asked for
         # (None: this request's own, as the call's first) and its limits.

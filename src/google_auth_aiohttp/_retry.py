@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse
 
+from google_auth_aiohttp._auth.origin import drop_blanks
 from google_auth_aiohttp._body import can_resend
 from google_auth_aiohttp._checks import methods, seconds, statuses
 from google_auth_aiohttp._logging import LOGGER, safe_url
@@ -259,6 +260,9 @@ async def send_with_retries(
             retry.attempts,
         )
         await asyncio.sleep(delay)
+        # The auth layer blanked the secrets of the attempt that went out;
+        # credentials assigned meanwhile may add other ones: no blank goes.
+        drop_blanks(request.headers)
         number += 1
 
 

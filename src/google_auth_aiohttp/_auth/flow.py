@@ -45,6 +45,7 @@ from google_auth_aiohttp._auth.origin import (
     NOT_SECRET,
     SECRET_HEADERS,
     check_credentials_request,
+    drop_blanks,
     redact,
 )
 from google_auth_aiohttp._auth.refresh import (
@@ -210,7 +211,12 @@ class AuthFlow:
         made = authorization(added, token)
         # Noted before the request is sent; off the steady state's path.
         self._secrets_seen = self._secrets_seen.union(n.lower() for n in made[2])
-        _still_open(request)
+        try:
+            _still_open(request)
+        except BaseException:
+            # A traceback keeps this frame too: none of its locals holds a secret.
+            del added, token, made
+            raise
         return made
 
     def put_on(self, request: ClientRequest, authorization: Authorization) -> Any:
@@ -299,6 +305,9 @@ class AuthFlow:
                 )
                 authorization = await self.authorization(request, limits)
                 _, sent_token, secrets = authorization
+                # Credentials assigned meanwhile may add other headers: no
+                # blank of the ones it went with goes out.
+                drop_blanks(request.headers)
                 sent_cert = self.put_on(request, authorization)
                 try:
                     response = await handler(request)

@@ -68,11 +68,22 @@ def send_unauthorized(
         safe_url(request.url),
         asked_origin or "another origin",
     )
-    headers = request.headers
+    drop_blanks(request.headers)
+    return handler(request)
+
+
+def drop_blanks(headers: CIMultiDict[Any]) -> None:
+    """Remove the blanks :func:`redact` left, before the request is sent again.
+
+    A re-send must not carry ``<redacted>`` to a server: not when it goes
+    unauthorized, nor when it is authorized with credentials (assigned
+    meanwhile) that add other headers than those it was first sent with. The
+    retry layer and the flow's re-send after a refresh call it; off the
+    steady state's path, where the same credentials set the same names again.
+    """
     if REDACTED in headers.values():  # rare: a re-send of an authorized request
         for name in [name for name, value in headers.items() if value == REDACTED]:
             headers.popall(name, None)
-    return handler(request)
 
 
 def check_credentials_request(request: ClientRequest) -> None:
