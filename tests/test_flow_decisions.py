@@ -29,7 +29,6 @@ from google_auth_aiohttp._auth import flow as _flow
 from google_auth_aiohttp._auth import origin as _origin
 from google_auth_aiohttp._auth import refresh as _refresh
 from google_auth_aiohttp._auth.single_flight import HedgeBudget, SingleFlight
-from google_auth_aiohttp._compat import call_of
 from google_auth_aiohttp._credentials.own_requests import credentials_request
 from google_auth_aiohttp._session import _SessionAuth
 
@@ -141,7 +140,7 @@ def test_x_goog_api_client_is_appended_to_once_and_decoded() -> None:
 
 
 def _noted_origin(notes: Any, request: ClientRequest) -> URL | None:
-    note = notes.notes.get(id(call_of(request)))
+    note = notes.note_of(request)
     return None if note is None else note.origin
 
 

@@ -237,7 +237,7 @@ async def test_a_connector_closed_by_its_owner_says_so_and_sends_nothing(
 async def test_notes_go_with_their_responses(hosts: Hosts, credentials: Any) -> None:
     hosts.routes[("a", "/to-b")] = (302, f"{hosts.b}/landing")
     async with AuthorizedSession(credentials) as session:
-        notes = session._auth._redirected.notes
+        notes = session._auth._redirected._notes
         for _ in range(300):
             async with session.get(f"{hosts.a}/to-b") as response:
                 assert response.status == 200

@@ -206,8 +206,7 @@ class AuthMiddleware:
         # (None: this request's own, as the call's first) and its limits.
         asked: URL | None = None
         began: float | None = None
-        notes = self._redirected.notes
-        note = notes.get(id(call_of(request))) if notes else None
+        note = self._redirected.note_of(request)
         if note is not None:  # a hop of a call that got a redirect
             asked = note.origin
             if limits is None:  # the call's time runs from its first request
@@ -237,10 +236,15 @@ class AuthMiddleware:
                 try:
                     response = await handler(request)
                 finally:
-                    redact(request.headers, authorization[2])
+                    redact(request.headers, authorization.secrets)
                 if response.status in flow.refresh_status_codes:
                     response = await flow.refresh_and_resend(
-                        request, handler, response, authorization[1], sent_cert, limits
+                        request,
+                        handler,
+                        response,
+                        authorization.token,
+                        sent_cert,
+                        limits,
                     )
             except BaseException:
                 # A traceback keeps this frame, and error trackers (and
@@ -317,12 +321,16 @@ class _RedirectedCalls:
     no other call can take that object's id meanwhile.
     """
 
-    __slots__ = ("notes",)
+    __slots__ = ("_notes",)
 
     def __init__(self) -> None:
-        #: The notes, by ``id(call_of(request))``; empty while no redirect is
-        #: in flight, the usual case.
-        self.notes: dict[int, _Note] = {}
+        self._notes: dict[int, _Note] = {}
+
+    def note_of(self, request: ClientRequest) -> _Note | None:
+        """The note of ``request``'s call, or None for a call's first request."""
+        if not self._notes:  # no redirect in flight: the usual case
+            return None
+        return self._notes.get(id(call_of(request)))
 
     def add(
         self,
@@ -337,20 +345,20 @@ class _RedirectedCalls:
         ``loop.time()``, for the call's first note; None: no time limit known.
         """
         call = call_of(request)
-        note = self.notes.get(id(call))
+        note = self._notes.get(id(call))
         if note is None:
             session = request.session
             total = None
             if session is not None and started is not None:
                 total = session.timeout.total
-            note = self.notes[id(call)] = _Note(call, asked, started, total)
+            note = self._notes[id(call)] = _Note(call, asked, started, total)
         note.responses += 1
         weakref.finalize(response, self._release, id(call), note)
 
     def _release(self, key: int, note: _Note) -> None:
         note.responses -= 1
-        if not note.responses and self.notes.get(key) is note:
-            del self.notes[key]
+        if not note.responses and self._notes.get(key) is note:
+            del self._notes[key]
 
 
 class _Note:

@@ -51,7 +51,6 @@ from google_auth_aiohttp._auth.origin import (
 from google_auth_aiohttp._auth.refresh import (
     Authorization,
     Route,
-    authorization,
     refresher_for,
     route_over,
 )
@@ -208,9 +207,9 @@ class AuthFlow:
             str(request.url),
             _waits_until(request, limits),
         )
-        made = authorization(added, token)
+        made = Authorization.made_of(added, token)
         # Noted before the request is sent; off the steady state's path.
-        self._secrets_seen = self._secrets_seen.union(n.lower() for n in made[2])
+        self._secrets_seen = self._secrets_seen.union(n.lower() for n in made.secrets)
         try:
             _still_open(request)
         except BaseException:
@@ -228,7 +227,7 @@ class AuthFlow:
         Returns:
             Optional[bytes]: The client certificate it goes out with, if any.
         """
-        _merge_headers(request.headers, authorization[0])
+        _merge_headers(request.headers, authorization.headers)
         return None if self._mtls is None else self._mtls.cert
 
     def secret_header_names(self) -> frozenset[str]:
@@ -304,7 +303,7 @@ class AuthFlow:
                     _waits_until(request, limits),
                 )
                 authorization = await self.authorization(request, limits)
-                _, sent_token, secrets = authorization
+                sent_token = authorization.token
                 # Credentials assigned meanwhile may add other headers: no
                 # blank of the ones it went with goes out.
                 drop_blanks(request.headers)
@@ -312,7 +311,7 @@ class AuthFlow:
                 try:
                     response = await handler(request)
                 finally:
-                    redact(request.headers, secrets)
+                    redact(request.headers, authorization.secrets)
             except BaseException:
                 # A traceback keeps this frame, and error trackers (and
                 # pytest --showlocals) print its locals: none holds a secret.

@@ -38,7 +38,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 from google.auth import exceptions
@@ -153,28 +153,33 @@ def route_over(
     return Route(transport, session=session, timeout=timeout, open_session=open_session)
 
 
-#: What a request is authorized with: the credentials' headers as
-#: ``(name, value)`` pairs, the token in them and the names of the secret
-#: ones. Pairs, not a mapping: putting one header on a request from a tuple
-#: costs ~900 instructions, from a dict's ``items()`` ~1,500 (of ~330,000 a
-#: request; benchmarks/INSTRUCTIONS.md).
-Authorization = tuple[tuple[tuple[str, str], ...], Any, tuple[str, ...]]
+class Authorization(NamedTuple):
+    """What a request is authorized with; made once per token and kept."""
 
+    #: The credentials' headers as ``(name, value)`` pairs, not a mapping:
+    #: putting one on a request from a tuple costs ~900 instructions, from a
+    #: dict's ``items()`` ~1,500 (of ~330,000 a request).
+    headers: tuple[tuple[str, str], ...]
+    #: The token in them.
+    token: Any
+    #: The names of the secret ones.
+    secrets: tuple[str, ...]
 
-def authorization(headers: Mapping[str, str], token: Any) -> Authorization:
-    """What a request is authorized with, from the headers the credentials made."""
-    return tuple(headers.items()), token, secret_names(headers)
+    @classmethod
+    def made_of(cls, headers: Mapping[str, str], token: Any) -> Authorization:
+        """The authorization of the headers the credentials made for ``token``."""
+        return cls(tuple(headers.items()), token, secret_names(headers))
 
 
 class _Kept:
     """Headers made for one token, reused until the token goes stale."""
 
-    __slots__ = ("expiry", "fresh_until", "headers", "token")
+    __slots__ = ("authorization", "expiry", "fresh_until", "token")
 
     def __init__(
         self, headers: dict[str, str], token: Any, expiry: Any, fresh_until: float
     ) -> None:
-        self.headers = authorization(headers, token)  # what kept_headers() returns
+        self.authorization = Authorization.made_of(headers, token)
         self.token = token
         self.expiry = expiry
         self.fresh_until = fresh_until  # time.monotonic()
@@ -238,13 +243,17 @@ class Refresher:
             and getattr(credentials, "expiry", None) is kept.expiry
             and time.monotonic() < kept.fresh_until
         ):
-            return kept.headers
+            return kept.authorization
         return None
 
     def added_names(self) -> list[str]:
         """The lower-cased names of the headers last made for the credentials."""
         kept = self._memory.kept
-        return [] if kept is None else [name.lower() for name, _ in kept.headers[0]]
+        return (
+            []
+            if kept is None
+            else [name.lower() for name, _ in kept.authorization.headers]
+        )
 
     def state(self) -> TokenState:
         """Whether the token is fresh, stale (usable) or invalid."""
